@@ -1,0 +1,25 @@
+#!/usr/bin/env python3
+"""Train CLIPSep / CLIPSep-NIT / baselines with ESPnet's trainer (``CLIPSepTask``)."""
+
+from espnet2_clip import register  # noqa: F401  (registers our classes into ESPnet)
+from espnet2_clip.tasks.clipsep import CLIPSepTask
+
+
+def get_parser():
+    """Return the argument parser of the CLIPSep task."""
+    return CLIPSepTask.get_parser()
+
+
+def main(cmd=None):
+    """Run CLIPSep training.
+
+    Example:
+        python -m espnet2_clip.bin.clipsep_train --config conf/train_clipsep.yaml \\
+            --train_data_path_and_name_and_type dump/train/wav.scp,speech_ref1,sound \\
+            --train_data_path_and_name_and_type dump/train/query.scp,query,npy ...
+    """
+    CLIPSepTask.main(cmd=cmd)
+
+
+if __name__ == "__main__":
+    main()

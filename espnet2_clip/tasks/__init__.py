@@ -1,0 +1,1 @@
+"""ESPnet2 tasks of espnet2_clip."""

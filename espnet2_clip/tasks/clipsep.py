@@ -1,0 +1,130 @@
+"""CLIPSepTask: ESPnet2 task for text-/image-queried separation trained by mix-and-separate.
+
+Data (``--train_data_path_and_name_and_type``):
+  * ``speech_ref1`` (``sound``): a single-source clip (any length; cropped around a frame).
+  * ``query``: ``npy`` per-frame embeddings (n_frames, D) or a per-clip embedding (D,), or
+    ``text_int`` label ids for LabelSep. Not needed by the PIT baseline.
+Model: ``frontend_conf``, ``unet_conf``, ``head`` (query / nit / pit), ``query`` (embedding /
+label), ``model_conf``. ``query_encoder`` + ``query_encoder_conf`` record which frozen encoder
+made the query embeddings, so inference can embed text/image queries the same way.
+"""
+
+import argparse
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.trainer import Trainer
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str_or_none
+from typeguard import typechecked
+
+from espnet2_clip.sep.espnet_model import ESPnetCLIPSepModel
+from espnet2_clip.sep.frontend import LogFreqSTFT
+from espnet2_clip.sep.heads import AbsMaskHead, NoiseInvariantHead, PITHead, QueryMaskHead
+from espnet2_clip.sep.preprocessor import CLIPSepPreprocessor
+from espnet2_clip.sep.query import AbsQuery, EmbeddingQuery, LabelQuery
+from espnet2_clip.sep.unet import AudioUNet
+
+head_choices = ClassChoices(
+    name="head",
+    classes=dict(query=QueryMaskHead, nit=NoiseInvariantHead, pit=PITHead),
+    type_check=AbsMaskHead,
+    default="query",
+)
+query_choices = ClassChoices(
+    name="query",
+    classes=dict(embedding=EmbeddingQuery, label=LabelQuery),
+    type_check=AbsQuery,
+    default="embedding",
+    optional=True,
+)
+
+
+class CLIPSepTask(AbsTask):
+    """CLIPSep, CLIPSep-NIT and the baselines (CLIPSep-Text, BERTSep, LabelSep, PIT)."""
+
+    num_optimizers: int = 1
+    class_choices_list = [head_choices, query_choices]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument("--frontend_conf", action=NestedDictAction,
+                           default=get_default_kwargs(LogFreqSTFT), help="STFT / warp options.")
+        group.add_argument("--unet_conf", action=NestedDictAction,
+                           default=get_default_kwargs(AudioUNet), help="U-Net options.")
+        group.add_argument("--model_conf", action=NestedDictAction,
+                           default=get_default_kwargs(ESPnetCLIPSepModel), help="Model options.")
+        group.add_argument(
+            "--query_encoder", type=str_or_none, default="clip", choices=["clip", "bert", None],
+            help="Frozen encoder that produced the query embeddings (used at inference).",
+        )
+        group.add_argument(
+            "--query_encoder_conf", action=NestedDictAction,
+            default=dict(model_name="ViT-B-32", pretrained="openai"),
+            help="Options of the query encoder (e.g. model_name, pretrained).",
+        )
+        group.add_argument(
+            "--text_templates", type=str, nargs="+", default=["a photo of {}"],
+            help="Prompt templates for text queries; embeddings are averaged over them.",
+        )
+        group = parser.add_argument_group(description="Preprocess related")
+        group.add_argument("--sample_rate", type=int, default=16000, help="Audio sample rate.")
+        group.add_argument("--clip_samples", type=int, default=65535,
+                           help="Training clip length in samples (65535 gives 256 STFT frames).")
+        group.add_argument("--frame_rate", type=float, default=1.0, help="Video frame rate of the query frames.")
+        group.add_argument("--centre_margin", type=int, default=3,
+                           help="Frames kept from each end when drawing the centre frame.")
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+        # No attention to plot; ESPnet's plotting would also feed 1-clip batches to the model.
+        parser.set_defaults(num_att_plot=0, batch_type="unsorted")
+
+    @classmethod
+    @typechecked
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
+        [Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]
+    ]:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=0)
+
+    @classmethod
+    @typechecked
+    def build_preprocess_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Optional[Callable[[str, Dict[str, np.ndarray]], Dict[str, np.ndarray]]]:
+        return CLIPSepPreprocessor(
+            train=train,
+            sample_rate=args.sample_rate,
+            clip_samples=args.clip_samples,
+            frame_rate=args.frame_rate,
+            margin=args.centre_margin,
+            seed=args.seed,
+        )
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech_mix",) if inference else ("speech_ref1",)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("query",)
+
+    @classmethod
+    @typechecked
+    def build_model(cls, args: argparse.Namespace) -> ESPnetCLIPSepModel:
+        unet = AudioUNet(**args.unet_conf)
+        head_class = head_choices.get_class(args.head)
+        if head_class is PITHead:
+            head = PITHead(num_channels=unet.out_channels, **args.head_conf)
+        else:
+            if args.query is None:
+                raise ValueError(f"--head {args.head} needs a query source (--query embedding|label)")
+            query = query_choices.get_class(args.query)(num_channels=unet.out_channels, **args.query_conf)
+            head = head_class(query=query, **args.head_conf)
+        return ESPnetCLIPSepModel(LogFreqSTFT(**args.frontend_conf), unet, head, **args.model_conf)

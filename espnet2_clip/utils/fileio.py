@@ -1,0 +1,71 @@
+"""Atomic file writes and Kaldi-style ``uttid value`` list files (scp, text, label)."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, Mapping, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place only on success.
+
+    A killed or failing writer never leaves a half-written ``path`` behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def read_scp(path: PathLike, allow_empty_value: bool = False) -> Dict[str, str]:
+    """Read a ``uttid value`` file; the value is the rest of the line and may hold spaces.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: naming file and line for a line without a value, or a duplicated id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected lines 'uttid value')")
+    entries: Dict[str, str] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.strip().split(maxsplit=1)
+            key = parts[0]
+            value = parts[1].strip() if len(parts) > 1 else ""
+            if not value and not allow_empty_value:
+                raise ValueError(f"{path}:{lineno}: '{key}' has no value (expected 'uttid value')")
+            if key in entries:
+                raise ValueError(f"{path}:{lineno}: duplicated id '{key}'")
+            entries[key] = value
+    return entries
+
+
+def write_scp(path: PathLike, entries: Mapping[str, str]) -> None:
+    """Write ``uttid value`` lines sorted by id (``LC_ALL=C`` order), atomically."""
+    lines = []
+    for key in sorted(entries):
+        if not key or any(c.isspace() for c in key):
+            raise ValueError(f"{path}: invalid id {key!r} (ids may not be empty or contain spaces)")
+        lines.append(f"{key} {entries[key]}\n")
+    write_text_atomic(path, "".join(lines))
