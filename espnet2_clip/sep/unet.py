@@ -89,7 +89,7 @@ class AudioUNet(nn.Module):
         frames = x.shape[-1]
         pad = -frames % size
         if pad:
-            x = F.pad(x, (0, pad), mode="replicate")
+            x = F.pad(x, (0, pad, 0, 0), mode="replicate")
         return self.levels(self.input_norm(x))[..., :frames]
 
 

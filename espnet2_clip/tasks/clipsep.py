@@ -71,8 +71,9 @@ class CLIPSepTask(AbsTask):
             help="Options of the query encoder (e.g. model_name, pretrained).",
         )
         group.add_argument(
-            "--text_templates", type=str, nargs="+", default=["a photo of {}"],
-            help="Prompt templates for text queries; embeddings are averaged over them.",
+            "--text_prompt", type=str, default="single", choices=["single", "ensemble", "none"],
+            help="Text queries at inference: 'a photo of {}' (single), the official 5-template "
+            "ensemble, or the raw text (none).",
         )
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--sample_rate", type=int, default=16000, help="Audio sample rate.")

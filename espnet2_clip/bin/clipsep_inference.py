@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Text-/image-queried separation with a trained CLIPSep model (Python API and CLI).
+
+Python::
+
+    import espnet2_clip.register  # noqa: F401  (not needed when using this class)
+    from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+    sep = TextQueriedSeparation.from_pretrained("user/clipsep_nit_music")  # HF repo or local zip
+    violin = sep(mixture, fs=44100, query="violin")  # (N,) at fs
+
+CLI::
+
+    python -m espnet2_clip.bin.clipsep_inference --train_config exp/x/config.yaml \\
+        --model_file exp/x/valid.loss.best.pth --mix_scp data/test/wav.scp \\
+        --query_text data/test/text --output_dir exp/x/decode_text
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+from typeguard import typechecked
+
+from espnet2_clip import register  # noqa: F401
+from espnet2_clip.tasks.clipsep import CLIPSepTask
+from espnet2_clip.utils.chunking import overlap_add
+from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
+
+Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
+
+
+def build_query_encoder(name: Optional[str], conf: Dict, device: str):
+    """The frozen encoder recorded in a CLIPSep config (``query_encoder``/``_conf``)."""
+    if name == "clip":
+        from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
+
+        return CLIPQueryEncoder(device=device, **conf)
+    if name == "bert":
+        from espnet2_clip.query.bert_encoder import BERTQueryEncoder
+
+        return BERTQueryEncoder(device=device, **conf)
+    raise ValueError(f"this model records no query encoder ({name!r}): pass embeddings as queries")
+
+
+class TextQueriedSeparation:
+    """Separate the source described by a text (or image, or embedding) query from a mixture."""
+
+    @typechecked
+    def __init__(
+        self,
+        train_config: Union[Path, str],
+        model_file: Optional[Union[Path, str]] = None,
+        device: str = "cpu",
+        query_encoder_conf: Optional[Dict] = None,
+        text_prompt: Optional[str] = None,
+        hop_ratio: float = 0.5,
+    ):
+        """Initialize TextQueriedSeparation.
+
+        Args:
+            train_config: config.yaml written by training.
+            model_file: Model parameters (.pth).
+            device: "cpu" or "cuda".
+            query_encoder_conf: Overrides of the recorded query encoder options (e.g. a local
+                CLIP checkpoint: ``{"pretrained": "/path/ViT-B-32.pt"}``).
+            text_prompt: "single", "ensemble" (the official 5 templates) or "none"; default:
+                the training config's ``text_prompt``.
+            hop_ratio: Hop of the overlap-add chunking of long inputs, as a fraction of a clip.
+        """
+        self.model, self.train_args = CLIPSepTask.build_model_from_file(train_config, model_file, device)
+        self.model.eval()
+        self.device = device
+        self.sample_rate = self.train_args.sample_rate
+        self.clip_samples = self.train_args.clip_samples
+        self.hop = max(1, int(self.clip_samples * hop_ratio))
+        self.text_prompt = text_prompt or getattr(self.train_args, "text_prompt", "single")
+        self._encoder_conf = dict(self.train_args.query_encoder_conf or {}, **(query_encoder_conf or {}))
+        self._encoder = None
+
+    @staticmethod
+    def from_pretrained(model_tag: Optional[str] = None, cachedir: Optional[str] = None,
+                        **kwargs) -> "TextQueriedSeparation":
+        """Build from a packed model: a Hugging Face repo id or a local zip (espnet_model_zoo).
+
+        Args:
+            model_tag: HF repo id ("user/name[@revision]") or path of a zip made by
+                ``python -m espnet2.bin.pack enh``.
+            cachedir: Where models are unpacked (default: espnet_model_zoo's cache).
+            kwargs: Passed to the constructor (device, query_encoder_conf, ...).
+        """
+        if model_tag is None:
+            return TextQueriedSeparation(**kwargs)
+        from espnet_model_zoo.downloader import ModelDownloader
+
+        downloader = ModelDownloader(cachedir) if cachedir else ModelDownloader()
+        files = downloader.download_and_unpack(model_tag)
+        return TextQueriedSeparation(**files, **kwargs)
+
+    @property
+    def query_encoder(self):
+        """The frozen query encoder, built on first use."""
+        if self._encoder is None:
+            self._encoder = build_query_encoder(self.train_args.query_encoder, self._encoder_conf, self.device)
+        return self._encoder
+
+    def embed_query(self, query: Query) -> torch.Tensor:
+        """Text -> text embedding; PIL image or list of frames -> mean image embedding;
+        array/tensor -> used as the embedding (or label id). Returns (1, ...)."""
+        if isinstance(query, str):
+            emb = self.query_encoder.encode_text([query], templates=self.text_prompt)
+        elif isinstance(query, (np.ndarray, torch.Tensor)):
+            emb = torch.as_tensor(query)
+            emb = emb.float() if emb.is_floating_point() else emb.long()
+            emb = emb.reshape(1, -1)
+        else:
+            frames = query if isinstance(query, (list, tuple)) else [query]
+            emb = self.query_encoder.encode_frames(list(frames)).reshape(1, -1)
+        return emb.to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, mixture: Union[np.ndarray, torch.Tensor], fs: int, query: Optional[Query] = None) -> np.ndarray:
+        """Separate.
+
+        Args:
+            mixture: (N,) mono or (N, C) multi-channel wave (downmixed).
+            fs: Sample rate of ``mixture`` (resampled to the model's rate and back).
+            query: Text, image(s), or an embedding; None only for the PIT baseline.
+
+        Returns:
+            (N,) estimate at ``fs``; (num_outputs, N) for non-queried models.
+        """
+        wave = torch.as_tensor(np.asarray(mixture), dtype=torch.float32)
+        if wave.dim() == 2:
+            wave = wave.mean(dim=1)
+        if wave.dim() != 1 or wave.numel() == 0:
+            raise ValueError(f"mixture must be a non-empty (N,) or (N, C) wave, got shape {tuple(wave.shape)}")
+        if self.model.head.needs_query and query is None:
+            raise ValueError("this model is query-conditioned: give a text, image or embedding query")
+        emb = self.embed_query(query) if self.model.head.needs_query else None
+        resampled = self._resample(wave, fs, self.sample_rate).to(self.device)
+
+        def separate_chunks(chunks: torch.Tensor) -> torch.Tensor:
+            q = None if emb is None else emb.expand(chunks.shape[0], *emb.shape[1:])
+            return self.model.separate(chunks, q)[0]
+
+        est = overlap_add(separate_chunks, resampled, self.clip_samples, self.hop)
+        est = self._resample(est.cpu(), self.sample_rate, fs)[..., : wave.shape[0]]
+        est = torch.nn.functional.pad(est, (0, wave.shape[0] - est.shape[-1]))
+        out = est.numpy()
+        return out[0] if out.shape[0] == 1 else out
+
+    @staticmethod
+    def _resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+        if orig == new:
+            return wave
+        import torchaudio.functional as AF
+
+        return AF.resample(wave, orig, new)
+
+
+def _read_wave(path: str) -> tuple:
+    try:
+        wave, fs = sf.read(path, dtype="float32", always_2d=False)
+    except Exception as exc:  # soundfile raises several types for unreadable files
+        raise ValueError(f"cannot read audio '{path}': {exc}") from exc
+    return wave, fs
+
+
+def _load_query(key: str, texts, images, embeddings):
+    if texts is not None:
+        return texts[key]
+    if images is not None:
+        from PIL import Image
+
+        with Image.open(images[key]) as im:
+            return im.convert("RGB")
+    if embeddings is not None:
+        return np.load(embeddings[key])
+    return None
+
+
+def inference(args: argparse.Namespace) -> None:
+    """Separate every mixture of ``--mix_scp`` and write wavs + ``spk1.scp``."""
+    sep = TextQueriedSeparation(
+        args.train_config, args.model_file, device=args.device,
+        query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
+    )
+    mixtures = read_scp(args.mix_scp)
+    texts = read_scp(args.query_text) if args.query_text else None
+    images = read_scp(args.query_image) if args.query_image else None
+    embeddings = read_scp(args.query_embedding) if args.query_embedding else None
+    for name, table in (("--query_text", texts), ("--query_image", images), ("--query_embedding", embeddings)):
+        if table is not None and set(mixtures) - set(table):
+            missing = sorted(set(mixtures) - set(table))
+            raise ValueError(f"{name} has no query for {len(missing)} mixtures, e.g. {missing[:5]}")
+    out_dir = Path(args.output_dir)
+    wav_dir = out_dir / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    num_outputs = sep.model.head.num_outputs
+    scps = [dict() for _ in range(num_outputs)]
+    for key in tqdm(sorted(mixtures), desc="separate"):
+        wave, fs = _read_wave(mixtures[key])
+        est = sep(wave, fs, _load_query(key, texts, images, embeddings))
+        est = est.reshape(num_outputs, -1)
+        for i in range(num_outputs):
+            path = wav_dir / f"{key}_spk{i + 1}.wav"
+            with atomic_path(path) as tmp:
+                sf.write(tmp, est[i], fs, format="WAV", subtype="FLOAT")
+            scps[i][key] = str(path.resolve())
+    for i, scp in enumerate(scps):
+        write_scp(out_dir / f"spk{i + 1}.scp", scp)
+    logging.info(f"wrote {len(mixtures)} estimates to {out_dir}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Argument parser of the inference CLI."""
+    from espnet2.utils.nested_dict_action import NestedDictAction
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train_config", required=True)
+    parser.add_argument("--model_file", required=True)
+    parser.add_argument("--mix_scp", required=True, help="'uttid mixture.wav' list")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--query_text", help="'uttid query text' list (text queries)")
+    group.add_argument("--query_image", help="'uttid image.png' list (image queries)")
+    group.add_argument("--query_embedding", help="'uttid emb.npy' list (precomputed embeddings)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--text_prompt", default=None, choices=["single", "ensemble", "none"])
+    parser.add_argument("--query_encoder_conf", action=NestedDictAction, default=None,
+                        help="Overrides of the recorded query encoder options")
+    parser.add_argument("--log_level", default="INFO")
+    return parser
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    """CLI entry point."""
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    inference(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

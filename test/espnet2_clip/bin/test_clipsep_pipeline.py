@@ -1,0 +1,173 @@
+"""End to end on CPU: CLI training (1 epoch), text-queried inference, scoring, pack + reload."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+SR = 16000
+CLIP = 4095  # 64 STFT frames with hop 64
+
+
+def write_clips(root, num=8):
+    """Two kinds of sources (tone / noise burst), 3 s each, with per-frame query embeddings."""
+    rng = np.random.default_rng(0)
+    lines = {"wav": [], "query": [], "text": []}
+    for i in range(num):
+        t = np.arange(3 * SR) / SR
+        if i % 2:
+            x = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t)
+        else:
+            x = 0.3 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 2 * t) > 0)
+        sf.write(root / f"c{i}.wav", x.astype(np.float32), SR)
+        np.save(root / f"c{i}.npy", (rng.standard_normal((3, 32)) + (i % 2) * 3).astype(np.float32))
+        lines["wav"].append(f"c{i} {root / f'c{i}.wav'}\n")
+        lines["query"].append(f"c{i} {root / f'c{i}.npy'}\n")
+    (root / "wav.scp").write_text("".join(lines["wav"]))
+    (root / "query.scp").write_text("".join(lines["query"]))
+
+
+def write_test_mixtures(root, num=3):
+    rng = np.random.default_rng(1)
+    scp = {"wav": [], "spk1": [], "spk2": [], "text": []}
+    for i in range(num):
+        t = np.arange(CLIP * 2) / SR
+        s1 = 0.3 * np.sin(2 * np.pi * 500 * t)
+        s2 = 0.3 * rng.standard_normal(len(t))
+        for key, x in (("spk1", s1 / 2), ("spk2", s2 / 2), ("wav", (s1 + s2) / 2)):
+            sf.write(root / f"m{i}_{key}.wav", x.astype(np.float32), SR)
+            scp[key].append(f"m{i} {root / f'm{i}_{key}.wav'}\n")
+        scp["text"].append(f"m{i} a pure tone\n")
+    for key, lines in scp.items():
+        (root / ("text" if key == "text" else f"{key}.scp")).write_text("".join(lines))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_clip_dir):
+    from espnet2_clip.bin import clipsep_train
+
+    root = tmp_path_factory.mktemp("clipsep")
+    data = root / "data"
+    data.mkdir()
+    write_clips(data)
+    config = {
+        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+        "head": "nit",
+        "query": "embedding",
+        "query_conf": {"input_dim": 32},
+        "query_encoder": "clip",
+        "query_encoder_conf": {
+            "model_name": str(tiny_clip_dir / "open_clip_config.json"),
+            "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors"),
+        },
+        "clip_samples": CLIP,
+        "batch_size": 4,
+        "max_epoch": 1,
+        "num_workers": 0,
+        "seed": 0,
+        "optim": "adam",
+        "optim_conf": {"lr": 0.001},
+    }
+    (root / "train.yaml").write_text(yaml.safe_dump(config))
+    exp = root / "exp"
+    data_args = []
+    for mode in ("train", "valid"):
+        data_args += [
+            f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech_ref1,sound",
+            f"--{mode}_data_path_and_name_and_type", f"{data}/query.scp,query,npy",
+            f"--{mode}_shape_file", f"{data}/wav.scp",
+        ]
+    clipsep_train.main(["--config", str(root / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"] + data_args)
+    return root, exp
+
+
+def test_training_writes_checkpoints_and_config(trained):
+    _, exp = trained
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["head"] == "nit" and config["clip_samples"] == CLIP
+    assert (exp / "valid.loss.best.pth").exists()
+    state = torch.load(exp / "valid.loss.best.pth", map_location="cpu")
+    assert "head.noise_proj.0.weight" in state
+
+
+def test_inference_and_scoring_cli(trained):
+    from espnet2_clip.bin import clipsep_inference, clipsep_scoring
+
+    root, exp = trained
+    test = root / "test"
+    test.mkdir(exist_ok=True)
+    write_test_mixtures(test)
+    out = root / "decode"
+    clipsep_inference.main([
+        "--train_config", str(exp / "config.yaml"), "--model_file", str(exp / "valid.loss.best.pth"),
+        "--mix_scp", str(test / "wav.scp"), "--query_text", str(test / "text"), "--output_dir", str(out),
+    ])
+    lines = (out / "spk1.scp").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["m0", "m1", "m2"]
+    est, fs = sf.read(lines[0].split(maxsplit=1)[1])
+    mix, _ = sf.read(test / "m0_wav.wav")
+    assert fs == SR and est.shape == mix.shape
+    assert np.all(np.isfinite(est)) and 0 < np.abs(est).max() <= np.abs(mix).max() * 1.01 + 1e-3
+    clipsep_scoring.main([
+        "--ref_scp", str(test / "spk1.scp"), "--interf_scp", str(test / "spk2.scp"),
+        "--mix_scp", str(test / "wav.scp"), "--est_scp", str(out / "spk1.scp"),
+        "--output_dir", str(out / "scoring"), "--backend", "fast",
+    ])
+    result = json.loads((out / "scoring" / "result.json").read_text())
+    assert result["count"] == 3 and result["estimate"]["SDR"]["count"] == 3
+    assert np.isfinite(result["estimate"]["SDR"]["mean"]) and np.isfinite(result["SDRi"]["mean"])
+    assert (out / "scoring" / "SDR_spk1").read_text().count("\n") == 3
+
+
+def test_missing_query_is_a_clear_error(trained):
+    from espnet2_clip.bin import clipsep_inference
+
+    root, exp = trained
+    test = root / "test"
+    test.mkdir(exist_ok=True)
+    write_test_mixtures(test)
+    (test / "text_short").write_text("m0 a tone\n")
+    with pytest.raises(ValueError, match="no query for 2 mixtures"):
+        clipsep_inference.main([
+            "--train_config", str(exp / "config.yaml"), "--model_file", str(exp / "valid.loss.best.pth"),
+            "--mix_scp", str(test / "wav.scp"), "--query_text", str(test / "text_short"),
+            "--output_dir", str(root / "decode_bad"),
+        ])
+    assert not (root / "decode_bad" / "spk1.scp").exists()
+
+
+def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_clip_dir):
+    from espnet2.bin import pack
+
+    from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+
+    root, exp = trained
+    monkeypatch.chdir(root)
+    clip_files = [tiny_clip_dir / "open_clip_config.json", tiny_clip_dir / "open_clip_model.safetensors"]
+    # pack stores files relative to the working directory: copy the CLIP files under it
+    local = root / "exp" / "clip"
+    local.mkdir(exist_ok=True)
+    for f in clip_files:
+        (local / f.name).write_bytes(f.read_bytes())
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    config["query_encoder_conf"] = {
+        "model_name": "exp/clip/open_clip_config.json", "pretrained": "exp/clip/open_clip_model.safetensors",
+    }
+    (exp / "config.yaml").write_text(yaml.safe_dump(config))
+    pack.main([
+        "enh", "--train_config", "exp/config.yaml", "--model_file", "exp/valid.loss.best.pth",
+        "--option", "exp/clip/open_clip_config.json", "--option", "exp/clip/open_clip_model.safetensors",
+        "--outpath", "packed/model.zip",
+    ])
+    mixture = np.random.default_rng(2).standard_normal(CLIP * 3).astype(np.float32) * 0.1
+    original = TextQueriedSeparation("exp/config.yaml", "exp/valid.loss.best.pth")
+    expected = original(mixture, SR, "a pure tone")
+    (root / "elsewhere").mkdir()
+    monkeypatch.chdir(root / "elsewhere")  # the unpacked model must not depend on the old paths
+    loaded = TextQueriedSeparation.from_pretrained(str(root / "packed" / "model.zip"), cachedir=str(root / "cache"))
+    assert str(root / "cache") in str(loaded._encoder_conf["pretrained"])
+    np.testing.assert_allclose(loaded(mixture, SR, "a pure tone"), expected, atol=1e-6)
