@@ -78,6 +78,15 @@ def score_utterance(
     return uttid, est_res, mix_res, ""
 
 
+def _limit_threads() -> None:
+    """One BLAS thread per worker process: oversubscribed BLAS is several times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
+
+
 def _score_star(args):
     return score_utterance(*args)
 
@@ -118,7 +127,7 @@ def run_scoring(
         for job in tqdm(jobs, desc="scoring", unit="utt"):
             results.append(_score_star(job))
     else:
-        with ProcessPoolExecutor(max_workers=nj) as ex:
+        with ProcessPoolExecutor(max_workers=nj, initializer=_limit_threads) as ex:
             it = ex.map(_score_star, jobs, chunksize=max(1, min(8, len(jobs) // (4 * nj))))
             for r in tqdm(it, total=len(jobs), desc=f"scoring (nj={nj})", unit="utt"):
                 results.append(r)

@@ -35,15 +35,13 @@ by the noise.
 
 import dataclasses
 import json
-import math
 import multiprocessing as mp
-import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -366,7 +364,8 @@ def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
         try:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(jobs), desc="bridge world", unit="item", file=sys.stderr)
+            bar = tqdm(total=len(jobs), desc="bridge world", unit="item", file=sys.stderr,
+                       mininterval=0.5 if sys.stderr.isatty() else 5.0)
         except ImportError:  # pragma: no cover
             bar = None
     if nj > 1:
@@ -400,15 +399,18 @@ def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
         write_scp(data / "interference" / "label", {Path(r[2]).stem: CLASSES[r[0]][0] for r in results["interf"]})
         tgt = {(r[0], r[1]): r for r in results["target"]}
         itf = {(r[0], r[1]): r for r in results["interf"]}
-        tm = data / "test_mix"
         mixes = {p["mix_id"]: (p, w) for p, w in results["mix"]}
-        write_scp(tm / "wav.scp", {m: w for m, (p, w) in mixes.items()})
-        write_scp(tm / "spk1.scp", {m: tgt[(p["target_cls"], p["target_idx"])][2] for m, (p, w) in mixes.items()})
-        write_scp(tm / "spk2.scp", {m: itf[(p["interf_cls"], p["interf_idx"])][2] for m, (p, w) in mixes.items()})
-        write_scp(tm / "query_image.scp", {m: tgt[(p["target_cls"], p["target_idx"])][3] for m, (p, w) in mixes.items()})
-        write_scp(tm / "text", {m: CLASSES[p["target_cls"]][0] for m, (p, w) in mixes.items()})
-        write_scp(tm / "label", {m: CLASSES[p["target_cls"]][0] for m, (p, w) in mixes.items()})
-        write_scp(tm / "interference_label", {m: CLASSES[p["interf_cls"]][0] for m, (p, w) in mixes.items()})
+        columns = {
+            "wav.scp": lambda p, w: w,
+            "spk1.scp": lambda p, w: tgt[(p["target_cls"], p["target_idx"])][2],
+            "spk2.scp": lambda p, w: itf[(p["interf_cls"], p["interf_idx"])][2],
+            "query_image.scp": lambda p, w: tgt[(p["target_cls"], p["target_idx"])][3],
+            "text": lambda p, w: CLASSES[p["target_cls"]][0],
+            "label": lambda p, w: CLASSES[p["target_cls"]][0],
+            "interference_label": lambda p, w: CLASSES[p["interf_cls"]][0],
+        }
+        for name, fn in columns.items():
+            write_scp(data / "test_mix" / name, {m: fn(p, w) for m, (p, w) in mixes.items()})
 
     n_noisy = sum(1 for r in results["video"] if r[0] == "train" and r[4] != "none")
     world = dict(

@@ -100,6 +100,10 @@ def _run_ffmpeg(args: Sequence[str], src: PathLike, what: str, stdin: Optional[b
         if "matches no streams" in low and "0:v" in low:
             raise NoVideoStreamError(f"{src}: no video track ({what}); ffmpeg: {_tail(err)!r}")
         raise VideoDecodeError(msg)
+    if not what.startswith("write"):
+        err = proc.stderr.decode("utf-8", errors="replace")
+        if "partial file" in err:  # ffmpeg exits 0 on a truncated mp4 (e.g. a cut download)
+            raise VideoDecodeError(f"{src}: truncated file ({what}); ffmpeg: {_tail(err)!r}")
     return proc
 
 
