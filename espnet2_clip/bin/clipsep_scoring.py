@@ -69,6 +69,13 @@ def score_utterance(
             f"references; truncating it to {n}"
         )
     ref, interf, mix, est = (sigs[k][:n] for k in ("ref", "interf", "mix", "est"))
+    residual = np.linalg.norm(mix - ref - interf) / max(np.linalg.norm(mix), 1e-12)
+    if residual > 0.01:
+        raise ValueError(
+            f"{uttid}: the references do not add up to the mixture (|mix - spk1 - spk2| / |mix| = "
+            f"{residual:.3f}); give the sources as they appear in the mixture ({paths['ref']}, "
+            f"{paths['interf']}, {paths['mix']})"
+        )
     est_res = target_sdr_sir_sar(ref, interf, est, mix - est, backend=backend)
     if est_res is None:
         return uttid, None, None, "silent_reference_or_estimate"

@@ -24,7 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_dir", required=True,
                    help="dir with image.scp ('uttid path.png'), caption ('uttid text') and optional label")
     p.add_argument("--output_dir", required=True,
-                   help="writes open_clip_model.safetensors, open_clip_config.json, train_info.json, train.log")
+                   help="writes open_clip_model.safetensors, open_clip_config.json, train_info.json, train_clip.log")
     p.add_argument("--model_config", default="espnet2clip-small",
                    help="espnet2clip-small / espnet2clip-tiny / an open_clip model name / an open_clip "
                         "config JSON (random init), or a trained model dir (continues from its weights)")
@@ -56,7 +56,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    # our INFO, but only WARNING from open_clip's (root logger) messages
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("espnet2_clip").setLevel(logging.INFO)
     kwargs = vars(args)
     kwargs["eval_templates"] = tuple(kwargs.pop("eval_template") or DEFAULT_EVAL_TEMPLATES)
     train_clip(**kwargs)

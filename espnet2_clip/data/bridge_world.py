@@ -14,7 +14,7 @@ Layout written by :func:`generate_world` under ``out``::
     images/query/<mixid>.png            a frame of each test target object (image query)
     wav/test_target/<id>.wav            clean held-out target sounds (PCM16, 16 kHz)
     wav/interference/<id>.wav           the interference pool (PCM16, 16 kHz)
-    wav/test_mix/<mixid>.wav            mixtures (s1 + s2) / 2
+    wav/test_mix/<mixid>.wav            mixtures (s1 + s2) / 2; <mixid>_spk{1,2}.wav = s1/2, s2/2
     data/train/{video.scp,label,offscreen}
     data/valid/{video.scp,label}
     data/clip_train/{image.scp,caption,label}
@@ -237,8 +237,8 @@ def mixture_plan(cfg: WorldConfig) -> List[Dict]:
 
 
 def mix(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
-    """MUSIC+-style mixture (s1 + s2) / 2, rounded to the PCM16 grid (error <= 0.5 LSB)."""
-    return _quantize((s1.astype(np.float64) + s2.astype(np.float64)) / 2)
+    """MUSIC+-style mixture (s1 + s2) / 2: the sum of the PCM16-rounded halves (error <= 1 LSB)."""
+    return _quantize(s1.astype(np.float64) / 2) + _quantize(s2.astype(np.float64) / 2)
 
 
 # --- parallel job runner ---------------------------------------------------------------------
@@ -282,12 +282,16 @@ def _job(args):
         return kind, (cls, idx, str(wav))
     if kind == "mix":
         p = a
-        wav = out / "wav" / "test_mix" / f"{p['mix_id']}.wav"
-        if not wav.is_file():
+        base = out / "wav" / "test_mix" / p["mix_id"]
+        wavs = [base.with_name(base.name + suffix + ".wav") for suffix in ("", "_spk1", "_spk2")]
+        if not all(w.is_file() for w in wavs):
             s1 = target_item(cfg, p["target_cls"], p["target_idx"])[0]
             s2 = interference_item(cfg, p["interf_cls"], p["interf_idx"])
-            _write_wav(wav, mix(s1, s2), cfg.fs)
-        return kind, (p, str(wav))
+            halves = [_quantize(s.astype(np.float64) / 2) for s in (s1, s2)]
+            # references as they appear in the mixture (ESPnet convention: mix = spk1 + spk2)
+            for path, x in zip(wavs, [mix(s1, s2), *halves]):
+                _write_wav(path, x, cfg.fs)
+        return kind, (p, *[str(w) for w in wavs])
     raise ValueError(kind)
 
 
@@ -398,12 +402,11 @@ def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
         write_scp(data / "interference" / "wav.scp", {Path(r[2]).stem: r[2] for r in results["interf"]})
         write_scp(data / "interference" / "label", {Path(r[2]).stem: CLASSES[r[0]][0] for r in results["interf"]})
         tgt = {(r[0], r[1]): r for r in results["target"]}
-        itf = {(r[0], r[1]): r for r in results["interf"]}
-        mixes = {p["mix_id"]: (p, w) for p, w in results["mix"]}
+        mixes = {p["mix_id"]: (p, w) for p, *w in results["mix"]}
         columns = {
-            "wav.scp": lambda p, w: w,
-            "spk1.scp": lambda p, w: tgt[(p["target_cls"], p["target_idx"])][2],
-            "spk2.scp": lambda p, w: itf[(p["interf_cls"], p["interf_idx"])][2],
+            "wav.scp": lambda p, w: w[0],
+            "spk1.scp": lambda p, w: w[1],
+            "spk2.scp": lambda p, w: w[2],
             "query_image.scp": lambda p, w: tgt[(p["target_cls"], p["target_idx"])][3],
             "text": lambda p, w: CLASSES[p["target_cls"]][0],
             "label": lambda p, w: CLASSES[p["target_cls"]][0],

@@ -14,6 +14,8 @@ Ways to name a model (``model_name``, ``pretrained``):
 * a config JSON file (bare open_clip config or hub form with ``model_cfg``) + a
   checkpoint file (``pretrained=None`` gives random weights).
 * ``hf-hub:org/repo`` (network).
+
+``pretrained`` may also be a model directory; it then replaces ``model_name``.
 """
 
 import logging
@@ -38,6 +40,7 @@ SINGLE_PROMPT: Tuple[str, ...] = ("a photo of {}",)
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
+logger = logging.getLogger(__name__)
 _CKPT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
 
 
@@ -81,6 +84,17 @@ def _unknown_model_error(model_name: str) -> ValueError:
     )
 
 
+def _register_json(path: Path):
+    """Register a config JSON with open_clip; return its name and preprocess overrides."""
+    name, _, preprocess_cfg = register_config_file(path)
+    kwargs = {}
+    for key, arg in (("mean", "image_mean"), ("std", "image_std"),
+                     ("interpolation", "image_interpolation"), ("resize_mode", "image_resize_mode")):
+        if key in preprocess_cfg:
+            kwargs[arg] = preprocess_cfg[key]
+    return name, kwargs
+
+
 def create_clip(
     model_name: str = "ViT-B-32",
     pretrained: Optional[str] = "openai",
@@ -92,58 +106,57 @@ def create_clip(
     register_builtin_configs()
     model_name = str(model_name)
     pretrained = None if pretrained in (None, "", "none", "None") else str(pretrained)
+    if pretrained is not None and Path(pretrained).is_dir():  # a train_clip output dir as "weights"
+        model_name, pretrained = pretrained, None
     kwargs = {}
+    is_local_dir = model_name.startswith("local-dir:")
+    path = Path(model_name[len("local-dir:"):] if is_local_dir else model_name)
 
-    if model_name.startswith("hf-hub:"):
+    if model_name.startswith("hf-hub:"):  # config + weights from the HF hub (network)
         name, pretrained = model_name, None
-    else:
-        local = model_name[len("local-dir:"):] if model_name.startswith("local-dir:") else None
-        path = Path(local if local is not None else model_name)
-        if local is not None or path.is_dir():
-            if not path.is_dir():
-                raise CheckpointNotFoundError(f"CLIP model directory not found: {path}")
-            if not (path / CONFIG_NAME).is_file():
-                raise CheckpointNotFoundError(f"{path}: no {CONFIG_NAME} (not an open_clip model directory)")
-            if pretrained is not None and (Path(pretrained).is_file() or _looks_like_path(pretrained)):
+    elif is_local_dir or path.is_dir():  # a train_clip / open_clip model directory
+        if not path.is_dir():
+            raise CheckpointNotFoundError(f"CLIP model directory not found: {path}")
+        if not (path / CONFIG_NAME).is_file():
+            raise CheckpointNotFoundError(f"{path}: no {CONFIG_NAME} (not an open_clip model directory)")
+        if pretrained is not None and (Path(pretrained).is_file() or _looks_like_path(pretrained)):
+            # config from the folder, weights from `pretrained`
+            _check_pretrained_file(pretrained)
+            name, kwargs = _register_json(path / CONFIG_NAME)
+        else:
+            if pretrained is not None:
+                logger.info(f"pretrained='{pretrained}' ignored: weights come from {path}")
+            if not any(any(path.glob(f"*{s}")) for s in (".safetensors", ".bin", ".pth")):
+                raise CheckpointNotFoundError(f"{path}: no weights file (e.g. {WEIGHTS_NAME})")
+            name, pretrained = f"local-dir:{path}", None
+    elif path.suffix == ".json" or path.is_file():  # a config JSON (+ a checkpoint file)
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"open_clip model config JSON not found: {path}")
+        name, kwargs = _register_json(path)
+        if pretrained is not None:
+            _check_pretrained_file(pretrained)
+    else:  # an open_clip built-in name (or ours) + a pretrained tag or checkpoint file
+        name = model_name.replace("/", "-")
+        if name not in open_clip.list_models():
+            if _looks_like_path(model_name):
+                raise CheckpointNotFoundError(f"CLIP model config / directory not found: {model_name}")
+            raise _unknown_model_error(model_name)
+        if pretrained is not None:
+            tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+            if tag_cfg:
+                # e.g. all "openai" weights were trained with QuickGELU
+                if tag_cfg.get("quick_gelu", False):
+                    kwargs["force_quick_gelu"] = True
+            elif Path(pretrained).is_file():
+                pass
+            elif _looks_like_path(pretrained):
                 _check_pretrained_file(pretrained)
-                path = path / CONFIG_NAME  # config from the folder, weights from `pretrained`
             else:
-                if pretrained is not None:
-                    logging.info(f"pretrained='{pretrained}' ignored: weights come from {path}")
-                name, pretrained = f"local-dir:{path}", None
-                if not any(path.glob(f"*{s}") for s in (".safetensors", ".bin", ".pth")):
-                    raise CheckpointNotFoundError(f"{path}: no weights file (e.g. {WEIGHTS_NAME})")
-        if path.suffix == ".json" or (path.is_file() and not path.is_dir()):
-            if not path.is_file():
-                raise CheckpointNotFoundError(f"open_clip model config JSON not found: {path}")
-            name, _, preprocess_cfg = register_config_file(path)
-            for key, arg in (("mean", "image_mean"), ("std", "image_std"),
-                             ("interpolation", "image_interpolation"), ("resize_mode", "image_resize_mode")):
-                if key in preprocess_cfg:
-                    kwargs[arg] = preprocess_cfg[key]
-            if pretrained is not None:
-                _check_pretrained_file(pretrained)
-        elif not (local is not None or Path(model_name).is_dir()):
-            name = model_name.replace("/", "-")
-            if name not in open_clip.list_models():
-                if _looks_like_path(model_name):
-                    raise CheckpointNotFoundError(f"CLIP model config / directory not found: {model_name}")
-                raise _unknown_model_error(model_name)
-            if pretrained is not None:
-                tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-                if tag_cfg:
-                    if tag_cfg.get("quick_gelu", False):
-                        kwargs["force_quick_gelu"] = True
-                elif Path(pretrained).is_file():
-                    pass
-                elif _looks_like_path(pretrained):
-                    _check_pretrained_file(pretrained)
-                else:
-                    tags = open_clip.list_pretrained_tags_by_model(name)
-                    raise ValueError(
-                        f"pretrained '{pretrained}' is neither a checkpoint file nor a known tag of "
-                        f"'{name}' (tags: {tags or 'none'})"
-                    )
+                tags = open_clip.list_pretrained_tags_by_model(name)
+                raise ValueError(
+                    f"pretrained '{pretrained}' is neither a checkpoint file nor a known tag of "
+                    f"'{name}' (tags: {tags or 'none'})"
+                )
 
     model, _, preprocess = open_clip.create_model_and_transforms(
         name, pretrained=pretrained, device=device, **kwargs

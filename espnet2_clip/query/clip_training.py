@@ -11,7 +11,7 @@ load it like any pretrained CLIP):
 * ``open_clip_model.safetensors``  weights
 * ``open_clip_config.json``        ``{"model_cfg": ..., "preprocess_cfg": ...}``
 * ``train_info.json``              steps, time, loss, zero-shot accuracy, options (written last)
-* ``train.log``                    the log
+* ``train_clip.log``             the log (the CLI also logs to stderr)
 """
 
 import json
@@ -253,7 +253,7 @@ def train_clip(
     t_start = time.time()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(output_dir / "train.log", mode="w", encoding="utf-8")
+    handler = logging.FileHandler(output_dir / "train_clip.log", mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
@@ -376,10 +376,10 @@ def _train(
                 last_acc = float(((img @ txt.T).argmax(-1) == torch.arange(len(idx))).float().mean())
             step += 1
             pbar.update(1)
-            pbar.set_postfix(loss=f"{last_loss:.3f}", acc=f"{last_acc:.2f}")
+            pbar.set_postfix(loss=f"{last_loss:.3f}", acc=f"{last_acc:.2f}", refresh=False)
             if step % log_interval == 0 or step == 1:
                 logger.info(f"step {step} epoch {epoch + 1} loss {last_loss:.4f} batch_acc {last_acc:.3f} "
-                            f"lr {cur_lr:.2e} logit_scale {float(scale):.1f} "
+                            f"lr {cur_lr:.2e} logit_scale {float(scale.detach()):.1f} "
                             f"{(time.time() - t_loop) / step:.2f} s/step")
         epoch += 1
         if eval_pixels is not None and not stop and eval_interval > 0 and epoch % eval_interval == 0:

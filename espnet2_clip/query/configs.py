@@ -42,15 +42,7 @@ BUILTIN_CONFIGS: Dict[str, Dict[str, Any]] = {
     "espnet2clip-small": SMALL_CLIP_CONFIG,
 }
 
-_REGISTRY_DIR: Optional[Path] = None
 _REGISTERED: Dict[str, str] = {}  # registry name -> content hash
-
-
-def _registry_dir() -> Path:
-    global _REGISTRY_DIR
-    if _REGISTRY_DIR is None:
-        _REGISTRY_DIR = Path(tempfile.mkdtemp(prefix="espnet2clip_open_clip_cfg_"))
-    return _REGISTRY_DIR
 
 
 def split_config(config: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -72,11 +64,13 @@ def register_config(name: str, model_cfg: Dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(model_cfg, sort_keys=True).encode()).hexdigest()
     if _REGISTERED.get(name) == digest and name in open_clip.list_models():
         return name
-    # open_clip's registry is file based: the file stem becomes the model name.
-    path = _registry_dir() / f"{name}.json"
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(model_cfg, f, indent=2)
-    open_clip.add_model_config(path)
+    # open_clip's registry is file based: the file stem becomes the model name. The file is read
+    # at once and the parsed config kept, so it is written to a directory removed right after.
+    with tempfile.TemporaryDirectory(prefix="espnet2clip_open_clip_cfg_") as tmp:
+        path = Path(tmp) / f"{name}.json"
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(model_cfg, f, indent=2)
+        open_clip.add_model_config(path)
     _REGISTERED[name] = digest
     return name
 

@@ -22,6 +22,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
         os.replace(tmp, path)
     finally:
         if tmp.exists():
