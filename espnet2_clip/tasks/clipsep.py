@@ -71,6 +71,12 @@ class CLIPSepTask(AbsTask):
             help="Options of the query encoder (e.g. model_name, pretrained).",
         )
         group.add_argument(
+            "--train_query", type=str, default="image", choices=["image", "text", "label", "none"],
+            help="What the training queries are (recipes pick the query data from it): CLIP image "
+            "embeddings of frames (CLIPSep), text embeddings of labels (CLIPSep-Text, BERTSep), "
+            "label ids (LabelSep), none (PIT).",
+        )
+        group.add_argument(
             "--text_prompt", type=str, default="single", choices=["single", "ensemble", "none"],
             help="Text queries at inference: 'a photo of {}' (single), the official 5-template "
             "ensemble, or the raw text (none).",

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# CLIPSep recipe template: text-queried sound separation learned from unlabeled videos.
+# Corpus recipes (egs2/<corpus>/clipsep1/run.sh) call this with their options.
+#
+# Stages:
+#   1  local/data.sh: make or fetch the world/corpus into ${world_dir}
+#   2  validate ${world_dir}/data/* and copy it to ${data_dir}/ (hold out valid if missing)
+#   3  extract 16 kHz mono audio and 1 fps frames from the videos
+#   4  train a small CLIP on the captioned images only (if --train_clip true)
+#   5  CLIP image embeddings of the frames; text embeddings / label ids of the labels
+#   6  format the test mixtures
+#   7  train every model of --train_configs (ESPnet trainer)
+#   8  separate the test mixtures with text (and image) queries
+#   9  score: BSS-eval v4 SDR/SIR/SAR, mean +- s.e., median
+#   10 RESULTS.md (table + figure)
+#   11 pack every model (espnet2.bin.pack; loadable by TextQueriedSeparation.from_pretrained)
+set -euo pipefail
+
+template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+. "${template_dir}/../scripts/log.sh"
+
+# General
+stage=1
+stop_stage=100
+nj=2                  # parallel jobs for extraction
+ngpu=0                # GPUs for training (ESPnet's launcher)
+num_nodes=1           # nodes for multi-node training (needs a cluster --train_cmd, e.g. slurm.pl)
+train_cmd=""          # job runner given to espnet2.bin.launch (default: our scripts/run_local.sh)
+python=python3
+world_dir=world       # the world/corpus layout (stage 1 output, or your own data)
+data_dir=data
+dump_dir=dump
+exp_dir=exp
+local_data_args=""    # options of local/data.sh
+
+# CLIP (query encoder)
+train_clip=false      # stage 4: train a small CLIP on ${data_dir}/clip_train
+clip_train_args=""    # options of espnet2_clip.bin.train_clip
+clip_model=ViT-B-32   # open_clip name / config json (ignored if --train_clip true)
+clip_pretrained=openai  # open_clip tag or checkpoint file (ignored if --train_clip true)
+frame_size=224        # frames are resized/cropped to this size at stage 3
+
+# Models
+train_configs=""      # training configs (one exp/<tag> each, tag = file name minus train_)
+train_args=""         # extra options of espnet2_clip.bin.clipsep_train
+text_prompt=single    # text queries at inference: single ("a photo of {}") or ensemble
+image_queries=true    # also evaluate with image queries where the test set has them
+score_backend=museval # museval (the paper's) or fast (same numbers, faster)
+results_title="CLIPSep"
+
+_option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
+train_cmd local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
+train_args text_prompt image_queries score_backend results_title"
+. "${template_dir}/../scripts/parse_options.sh"
+run=("${template_dir}/../scripts/run_local.sh")
+[ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
+
+if [ "${train_clip}" = true ]; then
+    clip_model=${exp_dir}/clip/open_clip_config.json
+    clip_pretrained=${exp_dir}/clip/open_clip_model.safetensors
+fi
+
+config_value() {  # config_value CONFIG KEY DEFAULT
+    ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
+}
+model_tag() { basename "$1" .yaml | sed 's/^train_//'; }
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: data preparation (local/data.sh) into ${world_dir}"
+    local/data.sh --world_dir "${world_dir}" ${local_data_args}
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: validate ${world_dir}/data and copy it to ${data_dir}"
+    ${python} -m espnet2_clip.bin.prepare_data --world_dir "${world_dir}" --out_dir "${data_dir}"
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    log "Stage 3: extract 16 kHz audio and 1 fps frames"
+    for set in train valid; do
+        "${run[@]}" "${exp_dir}/logs/extract_${set}.log" ${python} -m espnet2_clip.bin.extract_av \
+            "${data_dir}/${set}" --out_dir "${dump_dir}/${set}" --nj "${nj}" --size "${frame_size}" --no_progress
+        grep -E "extracted|skipped" "${exp_dir}/logs/extract_${set}.log" | tail -n 1 || true
+    done
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${train_clip}" = true ]; then
+    log "Stage 4: train a small CLIP on captioned images only (no audio): ${exp_dir}/clip"
+    "${run[@]}" "${exp_dir}/clip/train.log" ${python} -m espnet2_clip.bin.train_clip \
+        --data_dir "${data_dir}/clip_train" --output_dir "${exp_dir}/clip" ${clip_train_args}
+    grep -i "zero-shot" "${exp_dir}/clip/train.log" | tail -n 1 || true
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    log "Stage 5: CLIP embeddings (frames: ${clip_model})"
+    clip_opts=(--clip_model "${clip_model}" --clip_pretrained "${clip_pretrained}")
+    for set in train valid; do
+        "${run[@]}" "${exp_dir}/logs/embed_frames_${set}.log" ${python} -m espnet2_clip.bin.extract_clip_embeddings \
+            --mode frames --input_scp "${dump_dir}/${set}/frames.scp" --output_dir "${dump_dir}/${set}/clip_frames" \
+            --output_scp "${dump_dir}/${set}/query_image.scp" "${clip_opts[@]}"
+        if [ -f "${dump_dir}/${set}/label" ]; then
+            "${run[@]}" "${exp_dir}/logs/embed_text_${set}.log" ${python} -m espnet2_clip.bin.extract_clip_embeddings \
+                --mode text --prompt single --input_scp "${dump_dir}/${set}/label" \
+                --output_dir "${dump_dir}/${set}/clip_text" --output_scp "${dump_dir}/${set}/query_text.scp" "${clip_opts[@]}"
+        fi
+    done
+    if [ -f "${dump_dir}/train/label" ]; then
+        ${python} -m espnet2_clip.bin.make_label_ids --train_label "${dump_dir}/train/label" \
+            --input "${dump_dir}/valid/label" --input "${data_dir}/test_mix/text" \
+            --vocab "${dump_dir}/label_vocab" --output_dir "${dump_dir}/label_ids" \
+            || log "label ids: skipped (LabelSep needs every test query among the training labels)"
+    fi
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: format the test mixtures (16 kHz mono)"
+    ${python} -m espnet2_clip.bin.format_test_set --data_dir "${data_dir}/test_mix" --out_dir "${dump_dir}/test_mix"
+fi
+
+# The query data a model trains on (from its config's train_query).
+query_data() {  # query_data SET TRAIN_QUERY
+    case "$2" in
+        image) echo "${dump_dir}/$1/query_image.scp,query,npy" ;;
+        text) echo "${dump_dir}/$1/query_text.scp,query,npy" ;;
+        label) echo "${dump_dir}/label_ids/$1/label_id.scp,query,npy" ;;
+        none) echo "" ;;
+        *) echo "unknown train_query '$2'" >&2; return 1 ;;
+    esac
+}
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    for config in ${train_configs}; do
+        tag=$(model_tag "${config}")
+        train_query=$(config_value "${config}" train_query image)
+        log "Stage 7: train ${tag} (${config}, queries: ${train_query}) -> ${exp_dir}/${tag}"
+        data_opts=()
+        for mode in train valid; do
+            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,sound"
+                        --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
+            q=$(query_data "${mode}" "${train_query}")
+            [ -n "${q}" ] && data_opts+=(--${mode}_data_path_and_name_and_type "${q}")
+        done
+        extra=()
+        if [ "${train_query}" = label ]; then
+            extra+=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")")
+        fi
+        mkdir -p "${exp_dir}/${tag}"
+        ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${exp_dir}/${tag}/train.log" \
+            --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp_dir}/${tag}/.dist_init_" \
+            --multiprocessing_distributed true -- \
+            ${python} -m espnet2_clip.bin.clipsep_train --config "${config}" --output_dir "${exp_dir}/${tag}" \
+            --query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}" \
+            "${data_opts[@]}" "${extra[@]}" ${train_args}
+    done
+fi
+
+# The test queries a model is evaluated with: "kind option file" lines.
+test_queries() {  # test_queries TRAIN_QUERY
+    local test=${dump_dir}/test_mix
+    case "$1" in
+        image|text)
+            echo "text --query_text ${test}/text"
+            if [ "${image_queries}" = true ] && [ -f "${test}/query_image.scp" ]; then
+                echo "image --query_image ${test}/query_image.scp"
+            fi ;;
+        label) echo "label --query_embedding ${dump_dir}/label_ids/test_mix/label_id.scp" ;;
+        none) echo "none" ;;
+    esac
+}
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    for config in ${train_configs}; do
+        tag=$(model_tag "${config}")
+        train_query=$(config_value "${config}" train_query image)
+        while read -r kind query_opts; do
+            log "Stage 8: separate ${dump_dir}/test_mix with ${tag} (${kind} queries)"
+            "${run[@]}" "${exp_dir}/${tag}/decode_${kind}/inference.log" ${python} -m espnet2_clip.bin.clipsep_inference \
+                --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/valid.loss.best.pth" \
+                --mix_scp "${dump_dir}/test_mix/wav.scp" ${query_opts} --text_prompt "${text_prompt}" \
+                --output_dir "${exp_dir}/${tag}/decode_${kind}"
+        done < <(test_queries "${train_query}")
+    done
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    for config in ${train_configs}; do
+        tag=$(model_tag "${config}")
+        train_query=$(config_value "${config}" train_query image)
+        while read -r kind _; do
+            decode=${exp_dir}/${tag}/decode_${kind}
+            log "Stage 9: score ${decode}"
+            "${run[@]}" "${decode}/scoring.log" ${python} -m espnet2_clip.bin.clipsep_scoring \
+                --ref_scp "${dump_dir}/test_mix/spk1.scp" --interf_scp "${dump_dir}/test_mix/spk2.scp" \
+                --mix_scp "${dump_dir}/test_mix/wav.scp" --est_scp "${decode}/spk1.scp" \
+                --output_dir "${decode}/scoring" --backend "${score_backend}" --nj "${nj}" --name "${tag} (${kind})"
+            tail -n 1 "${decode}/scoring.log" | grep -v "^#" || grep "SDR mean" "${decode}/scoring.log" || true
+        done < <(test_queries "${train_query}")
+    done
+fi
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    log "Stage 10: RESULTS.md"
+    tags=""
+    for config in ${train_configs}; do tags="${tags} $(model_tag "${config}")"; done
+    notes=()
+    [ "${train_clip}" = true ] && [ -f "${exp_dir}/clip/train_info.json" ] && \
+        notes+=(--note "query encoder: small CLIP trained here on captioned images only: $(${python} -c \
+        "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in d if 'acc' in k or k in ('steps', 'seconds')})" \
+        "${exp_dir}/clip/train_info.json")")
+    notes+=(--note "text prompt at inference: ${text_prompt}; CLIP: ${clip_model} (${clip_pretrained})")
+    ${python} -m espnet2_clip.bin.make_results --exp_dir "${exp_dir}" --tags "${tags}" \
+        --test_dir "${dump_dir}/test_mix" --output RESULTS.md --title "${results_title}" \
+        --world_dir "${world_dir}" "${notes[@]}" > /dev/null
+    log "wrote $(pwd)/RESULTS.md"
+    sed -n '/^| System/,/^$/p' RESULTS.md
+fi
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+    for config in ${train_configs}; do
+        tag=$(model_tag "${config}")
+        log "Stage 11: pack ${exp_dir}/${tag} -> ${exp_dir}/${tag}/packed_model.zip"
+        options=()
+        [ -f RESULTS.md ] && options+=(--option RESULTS.md)
+        if [ "${train_clip}" = true ]; then
+            options+=(--option "${clip_model}" --option "${clip_pretrained}")
+        fi
+        ${python} -m espnet2.bin.pack enh --train_config "${exp_dir}/${tag}/config.yaml" \
+            --model_file "${exp_dir}/${tag}/valid.loss.best.pth" "${options[@]}" \
+            --outpath "${exp_dir}/${tag}/packed_model.zip"
+    done
+fi
+log "Successfully finished."
