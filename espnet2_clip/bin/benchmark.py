@@ -21,6 +21,7 @@ from espnet2_clip.sep.frontend import LogFreqSTFT
 from espnet2_clip.sep.heads import NoiseInvariantHead, QueryMaskHead
 from espnet2_clip.sep.query import EmbeddingQuery
 from espnet2_clip.sep.unet import AudioUNet
+from espnet2_clip.utils.cpu import flush_denormals
 
 CLIP_SAMPLES = 65535
 SAMPLE_RATE = 16000
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    flush_denormals()
     torch.manual_seed(0)
     clipsep, nit = build(nit=False), build(nit=True)
     result = {

@@ -30,6 +30,7 @@ from typeguard import typechecked
 from espnet2_clip import register  # noqa: F401
 from espnet2_clip.tasks.clipsep import CLIPSepTask
 from espnet2_clip.utils.chunking import overlap_add
+from espnet2_clip.utils.cpu import flush_denormals
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
 
 Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
@@ -242,6 +243,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     """CLI entry point."""
     args = get_parser().parse_args(cmd)
+    flush_denormals()
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     inference(args)
 

@@ -3,6 +3,7 @@
 
 from espnet2_clip import register  # noqa: F401  (registers our classes into ESPnet)
 from espnet2_clip.tasks.clipsep import CLIPSepTask
+from espnet2_clip.utils.cpu import flush_denormals
 
 
 def get_parser():
@@ -18,6 +19,7 @@ def main(cmd=None):
             --train_data_path_and_name_and_type dump/train/wav.scp,speech_ref1,sound \\
             --train_data_path_and_name_and_type dump/train/query.scp,query,npy ...
     """
+    flush_denormals()
     CLIPSepTask.main(cmd=cmd)
 
 

@@ -103,3 +103,12 @@ def test_sample_rate_mismatch(tmp_path):
     with pytest.raises(ValueError, match=r"sample rate mismatch.*est=.*u0\.wav \(16000 Hz\)"):
         run_scoring(*(str(files[k]) for k in ("spk1", "spk2", "wav", "est")),
                     str(tmp_path / "o"), backend="fast")
+
+
+def test_references_must_add_up_to_the_mixture(tmp_path):
+    files, sigs = _make(tmp_path)
+    t, _, _, _ = sigs["u0"]
+    sf.write(tmp_path / "spk1" / "u0.wav", 2 * t, SR, subtype="DOUBLE")  # full-scale source, not as mixed
+    with pytest.raises(ValueError, match="u0: the references do not add up to the mixture"):
+        run_scoring(str(files["spk1"]), str(files["spk2"]), str(files["wav"]), str(files["est"]), str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "result.json").exists()

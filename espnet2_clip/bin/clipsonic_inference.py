@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""Text-/image-to-audio with a trained CLIPSonic model (Python API and CLI).
+
+Query paths of the one model: a text query is embedded by the frozen CLIP recorded in the
+training config and either fed directly (**ZS**) or mapped to an image embedding by a
+diffusion prior when one is given (**PD**); an image (or list of frames) is embedded by CLIP
+(**IQ**); an array is used as the embedding itself. Mels are turned into audio by the
+HiFi-GAN vocoder when given (its mel configuration must match), else by Griffin-Lim.
+
+Python::
+
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+    t2a = TextToAudio.from_pretrained("user/clipsonic_vggsound")  # HF repo id or local zip
+    wave = t2a("dog barking", guidance_scale=3.0, num_steps=25, seed=0)  # (65535,) at 16 kHz
+
+CLI::
+
+    python -m espnet2_clip.bin.clipsonic_inference --train_config exp/x/config.yaml \\
+        --model_file exp/x/valid.loss.best.pth --vocoder_config exp/voc/config.yaml \\
+        --vocoder_file exp/voc/valid.generator_mel_loss.best.pth \\
+        --query_text data/test/text --output_dir exp/x/gen_text
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+from typeguard import typechecked
+
+from espnet2_clip import register  # noqa: F401
+from espnet2_clip.t2a.mel import GriffinLim, check_same_mel_conf, fit_length
+from espnet2_clip.tasks.clipsonic import CLIPSonicTask
+from espnet2_clip.utils.cpu import flush_denormals
+from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
+
+Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
+PathOrNone = Optional[Union[Path, str]]
+MEL_MAX = 1.5
+
+
+def build_query_encoder(name: Optional[str], conf: Dict, device: str):
+    """The frozen CLIP recorded in a CLIPSonic config (``query_encoder``/``_conf``)."""
+    if name == "clip":
+        from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
+
+        return CLIPQueryEncoder(device=device, **conf)
+    raise ValueError(f"this model records no query encoder ({name!r}): pass embeddings as queries")
+
+
+class TextToAudio:
+    """Generate a clip of audio for a text, image or CLIP-embedding query."""
+
+    @typechecked
+    def __init__(
+        self,
+        train_config: Union[Path, str],
+        model_file: PathOrNone = None,
+        vocoder_config: PathOrNone = None,
+        vocoder_file: PathOrNone = None,
+        prior_config: PathOrNone = None,
+        prior_file: PathOrNone = None,
+        device: str = "cpu",
+        query_encoder_conf: Optional[Dict] = None,
+        text_prompt: Optional[str] = None,
+        use_prior: Optional[bool] = None,
+        griffin_lim_iters: int = 32,
+        prior_steps: int = 25,
+    ):
+        """Initialize TextToAudio.
+
+        Args:
+            train_config: config.yaml written by ``clipsonic_train``.
+            model_file: Model parameters (.pth).
+            vocoder_config: Vocoder config.yaml (default: the training config's
+                ``vocoder_config``; None there too: Griffin-Lim).
+            vocoder_file: Vocoder parameters (.pth).
+            prior_config: Diffusion prior config.yaml (default: the training config's
+                ``prior_config``); with a prior, text queries are PD, else ZS.
+            prior_file: Prior parameters (default: ``prior.pth`` next to its config).
+            device: "cpu" or "cuda".
+            query_encoder_conf: Overrides of the recorded CLIP options (e.g. local weights).
+            text_prompt: "single", "ensemble" or "none" (default: the training config's).
+            use_prior: False ignores a prior recorded in the config (ZS); True requires one.
+            griffin_lim_iters: Griffin-Lim iterations of the fallback vocoder.
+            prior_steps: DDIM steps of the prior.
+        """
+        self.model, self.train_args = CLIPSonicTask.build_model_from_file(train_config, model_file, device)
+        self.model.eval()
+        self.device = device
+        self.mel_conf = self.model.mel.mel_conf()
+        self.sample_rate = int(self.mel_conf["fs"])
+        self.clip_samples = int(self.train_args.clip_samples)
+        self.num_frames = self.model.mel.num_frames(self.clip_samples)
+        self.text_prompt = text_prompt or getattr(self.train_args, "text_prompt", "single")
+        self._encoder_conf = dict(self.train_args.query_encoder_conf or {}, **(query_encoder_conf or {}))
+        self._encoder = None
+        self.prior_steps = prior_steps
+
+        vocoder_config = vocoder_config or getattr(self.train_args, "vocoder_config", None)
+        vocoder_file = vocoder_file or (getattr(self.train_args, "vocoder_file", None) if vocoder_config else None)
+        if vocoder_config:
+            from espnet2_clip.tasks.vocoder import load_vocoder
+
+            self.vocoder = load_vocoder(vocoder_config, vocoder_file, device)
+            check_same_mel_conf(self.mel_conf, self.vocoder.mel.mel_conf(), "vocoder")
+        else:
+            self.vocoder = None
+            self.griffin_lim = GriffinLim(self.model.mel, n_iter=griffin_lim_iters)
+
+        if use_prior is False:
+            prior_config = None
+        else:
+            prior_config = prior_config or getattr(self.train_args, "prior_config", None)
+            prior_file = prior_file or (getattr(self.train_args, "prior_file", None) if prior_config else None)
+        if use_prior and not prior_config:
+            raise ValueError("use_prior=True but no prior_config is given or recorded")
+        self.prior = None
+        if prior_config:
+            from espnet2_clip.t2a.prior import load_prior
+
+            self.prior = load_prior(prior_config, prior_file, device)
+            if self.prior.embed_dim != self.model.cond_dim:
+                raise ValueError(
+                    f"the prior works on {self.prior.embed_dim}-dim CLIP embeddings but the model is "
+                    f"conditioned on {self.model.cond_dim}-dim ones: use a prior trained for the same CLIP"
+                )
+
+    @staticmethod
+    def from_pretrained(model_tag: Optional[str] = None, cachedir: Optional[str] = None, **kwargs) -> "TextToAudio":
+        """Build from a packed model: a Hugging Face repo id or a local zip (espnet_model_zoo).
+
+        The zip is made by ``python -m espnet2.bin.pack tts --train_config ... --model_file ...``
+        with the vocoder / prior files as ``--option`` and their paths written in the
+        training config (``vocoder_config`` ...), which unpacking rewrites.
+        """
+        if model_tag is None:
+            return TextToAudio(**kwargs)
+        from espnet_model_zoo.downloader import ModelDownloader
+
+        downloader = ModelDownloader(cachedir) if cachedir else ModelDownloader()
+        files = downloader.download_and_unpack(model_tag)
+        return TextToAudio(train_config=files["train_config"], model_file=files["model_file"], **kwargs)
+
+    @property
+    def variant(self) -> str:
+        """"PD" when text queries go through the prior, else "ZS"."""
+        return "PD" if self.prior is not None else "ZS"
+
+    @property
+    def query_encoder(self):
+        """The frozen CLIP, built on first use."""
+        if self._encoder is None:
+            self._encoder = build_query_encoder(self.train_args.query_encoder, self._encoder_conf, self.device)
+        return self._encoder
+
+    def embed_query(self, query: Query, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Text -> CLIP text embedding (-> prior); image(s) -> mean CLIP image embedding;
+        array/tensor -> the embedding. Returns (1, D) (normalised later by the model)."""
+        if query is None:
+            raise ValueError("empty query: give a text, an image or a CLIP embedding")
+        if isinstance(query, str):
+            if not query.strip():
+                raise ValueError("empty text query")
+            emb = self.query_encoder.encode_text([query], templates=self.text_prompt).to(self.device)
+            if self.prior is not None:
+                emb = self.prior.sample(emb, num_steps=self.prior_steps, generator=generator)
+            return emb
+        if isinstance(query, (np.ndarray, torch.Tensor)):
+            emb = torch.as_tensor(np.asarray(query) if isinstance(query, np.ndarray) else query).float()
+            if emb.numel() == 0:
+                raise ValueError("empty query embedding")
+            if emb.dim() == 2:  # per-frame embeddings: their mean
+                emb = emb.mean(0)
+            if emb.dim() != 1 or emb.shape[0] != self.model.cond_dim:
+                raise ValueError(f"query embedding must be ({self.model.cond_dim},), got {tuple(emb.shape)}")
+            return emb.reshape(1, -1).to(self.device)
+        frames = list(query) if isinstance(query, (list, tuple)) else [query]
+        if not frames:
+            raise ValueError("empty image query")
+        return self.query_encoder.encode_frames(frames).reshape(1, -1).to(self.device)
+
+    @torch.no_grad()
+    def generate_mels(self, queries: Sequence[Query], guidance_scale: float = 3.0, num_steps: int = 25,
+                      seeds: Optional[Sequence[Optional[int]]] = None) -> torch.Tensor:
+        """(B, n_mels, T) normalised mels for B queries sampled as one batch.
+
+        Item i's prior sample and initial noise come from its own generator seeded with
+        ``seeds[i]``, so an item does not depend on what it is batched with.
+        """
+        from espnet2_clip.t2a.diffusion import check_sampling_args
+
+        check_sampling_args(guidance_scale, num_steps, self.model.num_train_timesteps)
+        if len(queries) == 0:
+            raise ValueError("no queries given")
+        seeds = [None] * len(queries) if seeds is None else list(seeds)
+        if len(seeds) != len(queries):
+            raise ValueError(f"{len(queries)} queries but {len(seeds)} seeds")
+        embs, noise = [], []
+        for query, seed in zip(queries, seeds):
+            gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+            embs.append(self.embed_query(query, gen))
+            noise.append(torch.randn((1, 1, self.model.mel.n_mels, self.num_frames), generator=gen))
+        return self.model.sample(torch.cat(embs), self.num_frames, guidance_scale, num_steps,
+                                 noise=torch.cat(noise))
+
+    def generate_mel(self, query: Query, guidance_scale: float = 3.0, num_steps: int = 25,
+                     seed: Optional[int] = None) -> torch.Tensor:
+        """(n_mels, T) normalised mel for one query."""
+        return self.generate_mels([query], guidance_scale, num_steps, [seed])[0]
+
+    @torch.no_grad()
+    def mel_to_wave(self, mel: torch.Tensor) -> np.ndarray:
+        """(n_mels, T) normalised mel -> (clip_samples,) wave.
+
+        The mel is first clamped to ``[-1, MEL_MAX]`` (the floor, and a quarter of the range above a
+        full-scale sine): values outside never occur in training and would overflow.
+        """
+        mel = mel.clamp(-1.0, MEL_MAX)
+        if self.vocoder is not None:
+            wave = self.vocoder.inference(mel.to(self.device)).cpu().numpy()
+        else:
+            wave = self.griffin_lim(mel, length=self.clip_samples).numpy()
+        return fit_length(np.asarray(wave, dtype=np.float32), self.clip_samples)
+
+    def generate(self, queries: Sequence[Query], guidance_scale: float = 3.0, num_steps: int = 25,
+                 seeds: Optional[Sequence[Optional[int]]] = None) -> List[np.ndarray]:
+        """Batched :meth:`__call__`: one (clip_samples,) wave per query (``seeds[i]`` for item i)."""
+        mels = self.generate_mels(queries, guidance_scale, num_steps, seeds)
+        return [self.mel_to_wave(mel) for mel in mels]
+
+    def __call__(self, query: Query, guidance_scale: float = 3.0, num_steps: int = 25,
+                 seed: Optional[int] = None) -> np.ndarray:
+        """Generate.
+
+        Args:
+            query: Text (ZS, or PD with a prior), PIL image / list of frames (IQ), or a CLIP
+                embedding (D,) / (n_frames, D).
+            guidance_scale: Classifier-free guidance w >= 0 (1: none; eps_u + w (eps_c - eps_u)).
+            num_steps: DDIM steps (>= 1).
+            seed: Seed of the sampler noise (and the prior); None: random.
+
+        Returns:
+            (clip_samples,) float32 wave at ``sample_rate`` (16 kHz by default).
+        """
+        return self.mel_to_wave(self.generate_mel(query, guidance_scale, num_steps, seed))
+
+
+def _load_query(key: str, texts, images, embeddings):
+    if texts is not None:
+        return texts[key]
+    if images is not None:
+        from PIL import Image
+
+        paths = images[key].split()
+        frames = []
+        for p in paths:
+            with Image.open(p) as im:
+                frames.append(im.convert("RGB"))
+        return frames
+    return np.load(embeddings[key])
+
+
+def inference(args: argparse.Namespace) -> None:
+    """Generate one clip per query and write ``wav/<id>.wav`` + ``wav.scp``."""
+    t2a = TextToAudio(
+        args.train_config, args.model_file, vocoder_config=args.vocoder_config, vocoder_file=args.vocoder_file,
+        prior_config=args.prior_config, prior_file=args.prior_file, device=args.device,
+        query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
+        use_prior=False if args.no_prior else None,
+    )
+    texts = read_scp(args.query_text) if args.query_text else None
+    images = read_scp(args.query_image) if args.query_image else None
+    embeddings = read_scp(args.query_embedding) if args.query_embedding else None
+    table = next(t for t in (texts, images, embeddings) if t is not None)
+    if not table:
+        raise ValueError("the query list is empty")
+    out_dir = Path(args.output_dir)
+    wav_dir = out_dir / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    logging.info(f"{len(table)} queries; text queries: {t2a.variant}; "
+                 f"vocoder: {'HiFi-GAN' if t2a.vocoder is not None else 'Griffin-Lim'}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    keys = sorted(table)
+    scp = {}
+    for start in tqdm(range(0, len(keys), args.batch_size), desc="generate"):
+        batch = keys[start : start + args.batch_size]
+        waves = t2a.generate([_load_query(key, texts, images, embeddings) for key in batch],
+                             guidance_scale=args.guidance_scale, num_steps=args.num_steps,
+                             seeds=[args.seed + start + i for i in range(len(batch))])
+        for key, wave in zip(batch, waves):
+            path = wav_dir / f"{key}.wav"
+            with atomic_path(path) as tmp:
+                sf.write(tmp, wave, t2a.sample_rate, format="WAV", subtype="FLOAT")
+            scp[key] = str(path.resolve())
+    write_scp(out_dir / "wav.scp", scp)
+    logging.info(f"wrote {len(scp)} clips to {out_dir}")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Argument parser of the generation CLI."""
+    from espnet2.utils.nested_dict_action import NestedDictAction
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train_config", required=True)
+    parser.add_argument("--model_file", required=True)
+    parser.add_argument("--vocoder_config", default=None, help="HiFi-GAN config.yaml (default: Griffin-Lim)")
+    parser.add_argument("--vocoder_file", default=None)
+    parser.add_argument("--prior_config", default=None, help="Diffusion prior config.yaml (text queries -> PD)")
+    parser.add_argument("--prior_file", default=None)
+    parser.add_argument("--no_prior", action="store_true", help="Ignore a prior recorded in the config (ZS)")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--query_text", help="'uttid query text' list (text queries)")
+    group.add_argument("--query_image", help="'uttid image.png [image2.png ...]' list (image queries)")
+    group.add_argument("--query_embedding", help="'uttid emb.npy' list (CLIP embeddings)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--guidance_scale", type=float, default=3.0, help="CFG scale w >= 0 (1: no guidance)")
+    parser.add_argument("--num_steps", type=int, default=25, help="DDIM steps")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Seed of the first query in sorted id order (then +1 per query)")
+    parser.add_argument("--batch_size", type=int, default=1,
+                        help="Queries sampled together (results do not depend on it beyond float rounding)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--text_prompt", default=None, choices=["single", "ensemble", "none"])
+    parser.add_argument("--query_encoder_conf", action=NestedDictAction, default=None,
+                        help="Overrides of the recorded CLIP options")
+    parser.add_argument("--log_level", default="INFO")
+    return parser
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    """CLI entry point."""
+    args = get_parser().parse_args(cmd)
+    flush_denormals()
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    inference(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

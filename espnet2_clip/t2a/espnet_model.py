@@ -1,0 +1,163 @@
+"""CLIPSonic as an ESPnet model: CLIP-conditioned diffusion on log-mel spectrograms.
+
+One model serves every variant; they differ in the query it is trained and sampled with:
+IQ (image embedding of a frame), ZS (text embedding fed directly), PD (a diffusion prior maps
+text -> image embedding first), SD (trained on text embeddings of label text).
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from typeguard import typechecked
+
+from espnet2_clip.t2a.diffusion import (
+    cfg_combine,
+    check_sampling_args,
+    ddim_sample,
+    default_schedule_conf,
+    l2_normalize,
+    training_scheduler,
+)
+from espnet2_clip.t2a.mel import MelFrontend
+from espnet2_clip.t2a.unet import DiffusionUNet
+
+
+class ESPnetCLIPSonicModel(AbsESPnetModel):
+    """ε-prediction diffusion on ``(1, n_mels, T)`` mels with classifier-free guidance.
+
+    Training: the clip's CLIP embedding is L2-normalised, replaced by a learned null
+    embedding with probability ``cond_drop_prob``, the mel is noised at a uniform random
+    step of the DDPM schedule and the U-Net regresses the noise (MSE).
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        mel: MelFrontend,
+        unet: DiffusionUNet,
+        cond_drop_prob: float = 0.1,
+        schedule_conf: Optional[Dict] = None,
+    ):
+        """Initialize ESPnetCLIPSonicModel.
+
+        Args:
+            mel: Log-mel front end.
+            unet: ε-predicting U-Net (its ``cond_dim`` is the CLIP embedding size).
+            cond_drop_prob: Probability of training with the null condition.
+            schedule_conf: DDPM schedule (num_train_timesteps, beta_schedule, beta_start, beta_end).
+        """
+        super().__init__()
+        if not 0.0 <= cond_drop_prob < 1.0:
+            raise ValueError(f"cond_drop_prob must be in [0, 1), got {cond_drop_prob}")
+        self.mel = mel
+        self.unet = unet
+        self.cond_drop_prob = cond_drop_prob
+        self.schedule_conf = dict(default_schedule_conf(), **(schedule_conf or {}))
+        self.null_embedding = torch.nn.Parameter(torch.randn(unet.cond_dim) / unet.cond_dim ** 0.5)
+        self._train_sched = training_scheduler(self.schedule_conf)
+
+    @property
+    def cond_dim(self) -> int:
+        return self.unet.cond_dim
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.schedule_conf["num_train_timesteps"])
+
+    # ------------------------------------------------------------------ condition
+    def condition(self, query: torch.Tensor) -> torch.Tensor:
+        """(B, D) raw CLIP embeddings -> (B, D) unit-norm conditions (checks the size)."""
+        if query.dim() != 2 or query.shape[-1] != self.cond_dim:
+            raise ValueError(
+                f"query embeddings must be (B, {self.cond_dim}) (the model's CLIP size), got {tuple(query.shape)}"
+            )
+        return l2_normalize(query.float())
+
+    def drop_condition(
+        self, cond: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Replace each row by the null embedding with probability ``cond_drop_prob``.
+
+        Returns the conditions and the (B,) boolean mask of dropped rows.
+        """
+        drop = torch.rand(cond.shape[0], generator=generator).to(cond.device) < self.cond_drop_prob
+        null = self.null_embedding.to(cond.dtype).expand_as(cond)
+        return torch.where(drop[:, None], null, cond), drop
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: Optional[torch.Tensor] = None,
+        query: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Diffusion loss.
+
+        Args:
+            speech: (B, N) audio clips (fixed length).
+            speech_lengths: (B,) unused.
+            query: (B, D) CLIP embeddings of the clips' frames (or label text).
+
+        Returns:
+            loss, stats, weight (batch size).
+        """
+        if query is None:
+            raise ValueError("CLIPSonic training needs a 'query' (CLIP embedding) for every clip")
+        # the validation loss uses fixed noise/steps/drops so that it is comparable across epochs
+        gen = None if self.training else torch.Generator().manual_seed(0)
+        x0 = self.mel(speech).unsqueeze(1)
+        cond, _ = self.drop_condition(self.condition(query), gen) if self.training else (self.condition(query), None)
+        noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+        t = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=gen).to(x0.device)
+        xt = self._train_sched.add_noise(x0, noise, t)
+        loss = torch.nn.functional.mse_loss(self.unet(xt, t, cond), noise)
+        return loss, {"loss": loss.detach()}, torch.tensor(x0.shape[0], device=loss.device)
+
+    def collect_feats(self, speech: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+        """No statistics are needed (the mel is normalised by fixed constants)."""
+        return {"feats": speech, "feats_lengths": torch.full((speech.shape[0],), speech.shape[1])}
+
+    # ----------------------------------------------------------------- inference
+    def guided_eps(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        """ε with classifier-free guidance for unit-norm ``cond`` (one batched U-Net pass)."""
+        if guidance_scale == 1.0:
+            return self.unet(x, t, cond)
+        null = self.null_embedding.to(cond.dtype).expand_as(cond)
+        if guidance_scale == 0.0:
+            return self.unet(x, t, null)
+        eps = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, cond]))
+        eps_uncond, eps_cond = eps.chunk(2)
+        return cfg_combine(eps_uncond, eps_cond, guidance_scale)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        query: torch.Tensor,
+        num_frames: int,
+        guidance_scale: float = 3.0,
+        num_steps: int = 25,
+        generator: Optional[torch.Generator] = None,
+        noise: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Generate normalised mels.
+
+        Args:
+            query: (B, D) CLIP embeddings (normalised here).
+            num_frames: Frames T to generate.
+            guidance_scale: w >= 0 (1: no guidance).
+            num_steps: DDIM steps (>= 1).
+            generator: CPU generator of the initial noise.
+            noise: (B, 1, n_mels, T) initial noise instead (e.g. one seed per item of a batch).
+
+        Returns:
+            (B, n_mels, T) normalised log-mel.
+        """
+        check_sampling_args(guidance_scale, num_steps, self.num_train_timesteps)
+        device = self.null_embedding.device
+        cond = self.condition(query.to(device))
+        shape = (cond.shape[0], 1, self.mel.n_mels, int(num_frames))
+        x = ddim_sample(lambda x, t: self.guided_eps(x, t, cond, guidance_scale), shape, self.schedule_conf,
+                        num_steps, generator=generator, device=device, noise=noise)
+        return x.squeeze(1)

@@ -1,0 +1,197 @@
+"""CLIPSonic end to end on CPU: 1-epoch CLI training, generation CLI, errors, pack + reload."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+SR = 16000
+CLIP = 4095  # 64 mel frames with hop 64
+MEL = {"fs": SR, "n_fft": 256, "hop_length": 64, "n_mels": 16, "fmin": 0, "fmax": 8000}
+UNET = {"cond_dim": 32, "channels": [8, 16], "attention_levels": [1], "num_heads": 2, "emb_dim": 32, "groups": 4}
+
+
+def write_clips(root, num=6):
+    """Tones / noise bursts, 3 s each, with per-frame (3, 32) embeddings."""
+    rng = np.random.default_rng(0)
+    wav, query = [], []
+    for i in range(num):
+        t = np.arange(3 * SR) / SR
+        x = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t) if i % 2 else 0.3 * rng.standard_normal(len(t))
+        sf.write(root / f"c{i}.wav", x.astype(np.float32), SR)
+        np.save(root / f"c{i}.npy", (rng.standard_normal((3, 32)) + (i % 2) * 3).astype(np.float32))
+        wav.append(f"c{i} {root / f'c{i}.wav'}\n")
+        query.append(f"c{i} {root / f'c{i}.npy'}\n")
+    (root / "wav.scp").write_text("".join(wav))
+    (root / "query.scp").write_text("".join(query))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_clip_dir):
+    from espnet2_clip.bin import clipsonic_train
+
+    root = tmp_path_factory.mktemp("clipsonic")
+    data = root / "data"
+    data.mkdir()
+    write_clips(data)
+    config = {
+        "mel_conf": MEL,
+        "unet_conf": UNET,
+        "model_conf": {"cond_drop_prob": 0.1},
+        "query_encoder": "clip",
+        "query_encoder_conf": {
+            "model_name": str(tiny_clip_dir / "open_clip_config.json"),
+            "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors"),
+        },
+        "clip_samples": CLIP,
+        "batch_size": 3,
+        "max_epoch": 1,
+        "use_matplotlib": False,
+        "use_tensorboard": False,
+        "num_workers": 0,
+        "seed": 0,
+        "optim": "adam",
+        "optim_conf": {"lr": 0.001},
+    }
+    (root / "train.yaml").write_text(yaml.safe_dump(config))
+    exp = root / "exp"
+    data_args = []
+    for mode in ("train", "valid"):
+        data_args += [
+            f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+            f"--{mode}_data_path_and_name_and_type", f"{data}/query.scp,query,npy",
+            f"--{mode}_shape_file", f"{data}/wav.scp",
+        ]
+    clipsonic_train.main(["--config", str(root / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"] + data_args)
+    return root, exp
+
+
+def test_training_writes_checkpoint_and_config(trained):
+    _, exp = trained
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["mel_conf"]["n_mels"] == 16 and config["clip_samples"] == CLIP
+    state = torch.load(exp / "valid.loss.best.pth", map_location="cpu")
+    assert "null_embedding" in state and state["null_embedding"].shape == (32,)
+
+
+def test_generation_cli_text_and_embedding(trained):
+    from espnet2_clip.bin import clipsonic_inference
+
+    root, exp = trained
+    (root / "text").write_text("q0 a pure tone\nq1 white noise\n")
+    out = root / "gen_text"
+    common = ["--train_config", str(exp / "config.yaml"), "--model_file", str(exp / "valid.loss.best.pth"),
+              "--num_steps", "3", "--guidance_scale", "2.0"]
+    clipsonic_inference.main(common + ["--query_text", str(root / "text"), "--output_dir", str(out),
+                                       "--batch_size", "2"])
+    lines = (out / "wav.scp").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["q0", "q1"]
+    for line in lines:
+        wave, fs = sf.read(line.split(maxsplit=1)[1])
+        assert fs == SR and wave.shape == (CLIP,) and np.all(np.isfinite(wave))
+    assert not list((out / "wav").glob("*.tmp*"))  # atomic writes leave no temporaries
+    (root / "emb.scp").write_text(f"e0 {root / 'data' / 'c1.npy'}\n")
+    clipsonic_inference.main(common + ["--query_embedding", str(root / "emb.scp"),
+                                       "--output_dir", str(root / "gen_emb")])
+    wave, fs = sf.read((root / "gen_emb" / "wav" / "e0.wav"))
+    assert fs == SR and wave.shape == (CLIP,)
+    from PIL import Image
+
+    frames = []
+    for k in range(2):  # an image query may list several frames (their CLIP embeddings are averaged)
+        Image.fromarray(np.full((40, 40, 3), 60 * k, dtype=np.uint8)).save(root / f"f{k}.png")
+        frames.append(str(root / f"f{k}.png"))
+    (root / "image.scp").write_text(f"i0 {' '.join(frames)}\n")
+    clipsonic_inference.main(common + ["--query_image", str(root / "image.scp"), "--output_dir", str(root / "gen_img")])
+    wave, fs = sf.read((root / "gen_img" / "wav" / "i0.wav"))
+    assert fs == SR and wave.shape == (CLIP,)
+
+
+def test_api_seed_determinism_and_bad_input(trained):
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+
+    _, exp = trained
+    t2a = TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth")
+    assert t2a.variant == "ZS" and t2a.vocoder is None and t2a.sample_rate == SR
+    a = t2a("a dog", guidance_scale=3.0, num_steps=2, seed=1)
+    b = t2a("a dog", guidance_scale=3.0, num_steps=2, seed=1)
+    c = t2a("a dog", guidance_scale=3.0, num_steps=2, seed=2)
+    assert a.shape == (CLIP,) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    # an item does not depend on its batch (up to float rounding of batched convolutions)
+    batched = t2a.generate_mels(["a cat", "a dog"], guidance_scale=3.0, num_steps=2, seeds=[2, 1])
+    single = t2a.generate_mel("a dog", guidance_scale=3.0, num_steps=2, seed=1)
+    torch.testing.assert_close(batched[1], single, atol=1e-4, rtol=1e-4)
+    assert len(t2a.generate(["a cat", "a dog"], num_steps=2, seeds=[2, 1])) == 2
+    with pytest.raises(ValueError, match="empty text query"):
+        t2a("   ")
+    with pytest.raises(ValueError, match="empty query"):
+        t2a(None)
+    with pytest.raises(ValueError, match="empty query embedding"):
+        t2a(np.zeros(0, dtype=np.float32))
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        t2a("a dog", guidance_scale=-0.5)
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1"):
+        t2a("a dog", num_steps=0)
+    with pytest.raises(ValueError, match=r"query embedding must be \(32,\)"):
+        t2a(np.ones(16, dtype=np.float32))
+
+
+def test_prior_of_another_size_is_refused(trained, tmp_path):
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+    from espnet2_clip.t2a.prior import DiffusionPrior, save_prior
+
+    _, exp = trained
+    paths = save_prior(DiffusionPrior(embed_dim=16, hidden_dim=16, num_layers=1, time_dim=8), tmp_path / "prior")
+    with pytest.raises(ValueError, match="prior works on 16-dim CLIP embeddings but the model is conditioned on 32"):
+        TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth", prior_config=paths["prior_config"])
+
+
+def test_pd_with_prior(trained, tmp_path):
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+    from espnet2_clip.t2a.prior import DiffusionPrior, save_prior
+
+    _, exp = trained
+    torch.manual_seed(0)
+    paths = save_prior(DiffusionPrior(embed_dim=32, hidden_dim=32, num_layers=1, time_dim=8), tmp_path / "prior")
+    t2a = TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth", prior_config=paths["prior_config"])
+    assert t2a.variant == "PD"
+    wave = t2a("a dog", num_steps=2, seed=0)
+    assert wave.shape == (CLIP,) and np.all(np.isfinite(wave))
+    np.testing.assert_array_equal(wave, t2a("a dog", num_steps=2, seed=0))
+
+
+def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_clip_dir):
+    from espnet2.bin import pack
+
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+    from espnet2_clip.t2a.prior import DiffusionPrior, save_prior
+
+    root, exp = trained
+    monkeypatch.chdir(root)
+    torch.manual_seed(0)
+    save_prior(DiffusionPrior(embed_dim=32, hidden_dim=32, num_layers=1, time_dim=8), exp / "prior")
+    local = root / "exp" / "clip"
+    local.mkdir(exist_ok=True)
+    for name in ("open_clip_config.json", "open_clip_model.safetensors"):
+        (local / name).write_bytes((tiny_clip_dir / name).read_bytes())
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    config["query_encoder_conf"] = {
+        "model_name": "exp/clip/open_clip_config.json", "pretrained": "exp/clip/open_clip_model.safetensors",
+    }
+    config.update(prior_config="exp/prior/config.yaml", prior_file="exp/prior/prior.pth")  # packed: PD
+    (exp / "config_pack.yaml").write_text(yaml.safe_dump(config))
+    pack.main([
+        "tts", "--train_config", "exp/config_pack.yaml", "--model_file", "exp/valid.loss.best.pth",
+        "--option", "exp/clip/open_clip_config.json", "--option", "exp/clip/open_clip_model.safetensors",
+        "--option", "exp/prior/config.yaml", "--option", "exp/prior/prior.pth", "--outpath", "packed/model.zip",
+    ])
+    expected = TextToAudio("exp/config_pack.yaml", "exp/valid.loss.best.pth")("a pure tone", num_steps=2, seed=3)
+    (root / "elsewhere").mkdir()
+    monkeypatch.chdir(root / "elsewhere")
+    loaded = TextToAudio.from_pretrained(str(root / "packed" / "model.zip"), cachedir=str(root / "cache"))
+    assert str(root / "cache") in str(loaded._encoder_conf["pretrained"])
+    assert loaded.variant == "PD" and str(root / "cache") in str(loaded.train_args.prior_file)
+    np.testing.assert_allclose(loaded("a pure tone", num_steps=2, seed=3), expected, atol=1e-6)
