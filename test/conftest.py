@@ -1,6 +1,31 @@
 """Shared pytest fixtures (no network)."""
 
+import os
+import shutil
+import tempfile
+import zipfile
+
 import pytest
+
+_NLTK_DIR = None
+
+
+def pytest_configure(config):
+    """Keep ESPnet's imports offline: g2p_en (imported by ESPnet's task modules) downloads two
+    nltk resources when it cannot find them. Empty stand-ins satisfy the lookup; our code never
+    uses them. Set in the environment, so subprocesses (CLI and recipe tests) inherit it."""
+    global _NLTK_DIR
+    _NLTK_DIR = tempfile.mkdtemp(prefix="espnet2_clip_nltk_")
+    for resource in ("taggers/averaged_perceptron_tagger_eng.zip", "corpora/cmudict.zip"):
+        path = os.path.join(_NLTK_DIR, resource)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        zipfile.ZipFile(path, "w").close()
+    os.environ["NLTK_DATA"] = _NLTK_DIR
+
+
+def pytest_unconfigure(config):
+    if _NLTK_DIR:
+        shutil.rmtree(_NLTK_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

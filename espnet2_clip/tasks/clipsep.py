@@ -17,6 +17,7 @@ import torch
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.torch_utils.initialize import initialize
 from espnet2.train.trainer import Trainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
@@ -55,6 +56,12 @@ class CLIPSepTask(AbsTask):
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         group = parser.add_argument_group(description="Task related")
+        group.add_argument(
+            "--init", type=lambda x: str_or_none(x.lower()), default=None,
+            choices=["chainer", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", None],
+            help="Re-initialise the weights with an ESPnet method; default: the official small "
+            "initialisation (conv N(0, 1e-3), linear N(0, 1e-4)), which learns slowly at first.",
+        )
         group.add_argument("--frontend_conf", action=NestedDictAction,
                            default=get_default_kwargs(LogFreqSTFT), help="STFT / warp options.")
         group.add_argument("--unet_conf", action=NestedDictAction,
@@ -134,4 +141,7 @@ class CLIPSepTask(AbsTask):
                 raise ValueError(f"--head {args.head} needs a query source (--query embedding|label)")
             query = query_choices.get_class(args.query)(num_channels=unet.out_channels, **args.query_conf)
             head = head_class(query=query, **args.head_conf)
-        return ESPnetCLIPSepModel(LogFreqSTFT(**args.frontend_conf), unet, head, **args.model_conf)
+        model = ESPnetCLIPSepModel(LogFreqSTFT(**args.frontend_conf), unet, head, **args.model_conf)
+        if args.init is not None:
+            initialize(model, args.init)
+        return model

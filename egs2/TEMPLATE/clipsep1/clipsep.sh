@@ -14,6 +14,7 @@
 #   9  score: BSS-eval v4 SDR/SIR/SAR, mean +- s.e., median
 #   10 RESULTS.md (table + figure)
 #   11 pack every model (espnet2.bin.pack; loadable by TextQueriedSeparation.from_pretrained)
+#   12 upload the packed models to the Hugging Face Hub with a model card (only with --skip_upload_hf false)
 set -euo pipefail
 
 template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -47,10 +48,16 @@ text_prompt=single    # text queries at inference: single ("a photo of {}") or e
 image_queries=true    # also evaluate with image queries where the test set has them
 score_backend=museval # museval (the paper's) or fast (same numbers, faster)
 results_title="CLIPSep"
+bert_model=""         # stage 5: also embed the labels with this BERT encoder (for query_encoder: bert configs)
+
+# Upload (stage 12, off by default)
+skip_upload_hf=true   # true: stage 12 does nothing
+hf_repo=""            # user/name; with several models, user/name_<tag>
+corpus_name=""        # corpus named in the model card (default: the recipe's parent dir)
 
 _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
-train_args text_prompt image_queries score_backend results_title"
+train_args text_prompt image_queries score_backend results_title bert_model skip_upload_hf hf_repo corpus_name"
 . "${template_dir}/../scripts/parse_options.sh"
 run=("${template_dir}/../scripts/run_local.sh")
 [ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
@@ -64,6 +71,7 @@ config_value() {  # config_value CONFIG KEY DEFAULT
     ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
 }
 model_tag() { basename "$1" .yaml | sed 's/^train_//'; }
+encoder_of() { config_value "$1" query_encoder clip; }  # the frozen query encoder of a config
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh) into ${world_dir}"
@@ -102,6 +110,11 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
             "${run[@]}" "${exp_dir}/logs/embed_text_${set}.log" ${python} -m espnet2_clip.bin.extract_clip_embeddings \
                 --mode text --prompt single --input_scp "${dump_dir}/${set}/label" \
                 --output_dir "${dump_dir}/${set}/clip_text" --output_scp "${dump_dir}/${set}/query_text.scp" "${clip_opts[@]}"
+            if [ -n "${bert_model}" ]; then
+                "${run[@]}" "${exp_dir}/logs/embed_bert_${set}.log" ${python} -m espnet2_clip.bin.extract_bert_embeddings \
+                    --model "${bert_model}" --input "${dump_dir}/${set}/label" \
+                    --output_dir "${dump_dir}/${set}/bert_text" --output_scp "${dump_dir}/${set}/query_text_bert.scp"
+            fi
         fi
     done
     if [ -f "${dump_dir}/train/label" ]; then
@@ -118,10 +131,11 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
 fi
 
 # The query data a model trains on (from its config's train_query).
-query_data() {  # query_data SET TRAIN_QUERY
+query_data() {  # query_data SET TRAIN_QUERY [ENCODER]
     case "$2" in
         image) echo "${dump_dir}/$1/query_image.scp,query,npy" ;;
-        text) echo "${dump_dir}/$1/query_text.scp,query,npy" ;;
+        text) if [ "${3:-clip}" = bert ]; then echo "${dump_dir}/$1/query_text_bert.scp,query,npy";
+              else echo "${dump_dir}/$1/query_text.scp,query,npy"; fi ;;
         label) echo "${dump_dir}/label_ids/$1/label_id.scp,query,npy" ;;
         none) echo "" ;;
         *) echo "unknown train_query '$2'" >&2; return 1 ;;
@@ -132,15 +146,19 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     for config in ${train_configs}; do
         tag=$(model_tag "${config}")
         train_query=$(config_value "${config}" train_query image)
+        encoder=$(encoder_of "${config}")
         log "Stage 7: train ${tag} (${config}, queries: ${train_query}) -> ${exp_dir}/${tag}"
         data_opts=()
         for mode in train valid; do
             data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,sound"
                         --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
-            q=$(query_data "${mode}" "${train_query}")
+            q=$(query_data "${mode}" "${train_query}" "${encoder}")
             [ -n "${q}" ] && data_opts+=(--${mode}_data_path_and_name_and_type "${q}")
         done
         extra=()
+        if [ "${encoder}" = clip ]; then  # other encoders (bert) keep their config's query_encoder_conf
+            extra+=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
+        fi
         if [ "${train_query}" = label ]; then
             extra+=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")")
         fi
@@ -149,7 +167,6 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp_dir}/${tag}/.dist_init_" \
             --multiprocessing_distributed true -- \
             ${python} -m espnet2_clip.bin.clipsep_train --config "${config}" --output_dir "${exp_dir}/${tag}" \
-            --query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}" \
             "${data_opts[@]}" "${extra[@]}" ${train_args}
     done
 fi
@@ -208,6 +225,17 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
         "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in d if 'acc' in k or k in ('steps', 'seconds')})" \
         "${exp_dir}/clip/train_info.json")")
     notes+=(--note "text prompt at inference: ${text_prompt}; CLIP: ${clip_model} (${clip_pretrained})")
+    # real corpora: quote the missing YouTube ids next to the numbers
+    for report in "${world_dir}"/download/*/download_report.json; do
+        [ -f "${report}" ] || continue
+        notes+=(--note "downloads ($(basename "$(dirname "${report}")")): $(${python} -c \
+            "import sys; from espnet2_clip.data.download import missing_report_line as m; print(m(sys.argv[1]))" \
+            "${report}"); missing ids: $(dirname "${report}")/missing")
+    done
+    if [ -f "${world_dir}/data/test_mix/build_report.json" ]; then
+        notes+=(--note "test mixtures: $(${python} -c "import json, sys; from espnet2_clip.bin.build_test_mixtures \
+import report_line; print(report_line(json.load(open(sys.argv[1]))))" "${world_dir}/data/test_mix/build_report.json")")
+    fi
     ${python} -m espnet2_clip.bin.make_results --exp_dir "${exp_dir}" --tags "${tags}" \
         --test_dir "${dump_dir}/test_mix" --output RESULTS.md --title "${results_title}" \
         --world_dir "${world_dir}" "${notes[@]}" > /dev/null
@@ -227,6 +255,20 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
         ${python} -m espnet2.bin.pack enh --train_config "${exp_dir}/${tag}/config.yaml" \
             --model_file "${exp_dir}/${tag}/valid.loss.best.pth" "${options[@]}" \
             --outpath "${exp_dir}/${tag}/packed_model.zip"
+    done
+fi
+if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ] && [ "${skip_upload_hf}" = false ]; then
+    [ -n "${hf_repo}" ] || { log "error: stage 12 needs --hf_repo user/name"; exit 1; }
+    [ -n "${corpus_name}" ] || corpus_name=$(basename "$(dirname "$(pwd)")")
+    n_models=$(echo ${train_configs} | wc -w)
+    for config in ${train_configs}; do
+        tag=$(model_tag "${config}")
+        repo=${hf_repo}
+        if [ "${n_models}" -gt 1 ]; then repo=${hf_repo}_${tag}; fi
+        log "Stage 12: upload ${exp_dir}/${tag}/packed_model.zip to https://huggingface.co/${repo}"
+        ${python} -m espnet2_clip.bin.upload_hf --packed_model "${exp_dir}/${tag}/packed_model.zip" --hf_repo "${repo}" \
+            --tag "${tag}" --corpus "${corpus_name}" --results RESULTS.md --world_dir "${world_dir}" \
+            --title "${results_title}" --work_dir "${exp_dir}/${tag}/hf_upload"
     done
 fi
 log "Successfully finished."

@@ -7,5 +7,4 @@ fi
 export LC_ALL=C
 export PYTHONIOENCODING=UTF-8
 export PYTHONDONTWRITEBYTECODE=1
-export NLTK_DATA=${NLTK_DATA:-${_root}/tools/nltk_data}  # offline: avoids ESPnet's nltk downloads
 export HF_HUB_DISABLE_TELEMETRY=1
