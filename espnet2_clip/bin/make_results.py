@@ -91,7 +91,7 @@ def environment() -> str:
     )
 
 
-def plot_example(exp_dir: Path, tag: str, test_dir: Path, out_png: Path) -> str:
+def plot_example(exp_dir: Path, tag: str, test_dir: Path, out_png: Path, model_file: str) -> str:
     """Spectrograms of one mixture, its reference, the text-queried estimate, and the mask."""
     import matplotlib
 
@@ -102,7 +102,7 @@ def plot_example(exp_dir: Path, tag: str, test_dir: Path, out_png: Path) -> str:
 
     from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
 
-    sep = TextQueriedSeparation(exp_dir / tag / "config.yaml", exp_dir / tag / "valid.loss.best.pth")
+    sep = TextQueriedSeparation(exp_dir / tag / "config.yaml", exp_dir / tag / model_file)
     key = sorted(read_scp(test_dir / "wav.scp"))[0]
     mixture, fs = sf.read(read_scp(test_dir / "wav.scp")[key], dtype="float32")
     reference, _ = sf.read(read_scp(test_dir / "spk1.scp")[key], dtype="float32")
@@ -133,7 +133,8 @@ def plot_example(exp_dir: Path, tag: str, test_dir: Path, out_png: Path) -> str:
 
 
 def make_results(exp_dir: Path, tags: Sequence[str], test_dir: Path, output: Path, title: str,
-                 world_dir: Optional[Path] = None, notes: Sequence[str] = ()) -> str:
+                 world_dir: Optional[Path] = None, notes: Sequence[str] = (),
+                 model_file: str = "valid.loss.best.pth") -> str:
     rows = collect_rows(exp_dir, tags)
     if not rows:
         raise ValueError(f"no scored results under {exp_dir}/<tag>/decode_*/scoring for tags {list(tags)}")
@@ -159,7 +160,7 @@ def make_results(exp_dir: Path, tags: Sequence[str], test_dir: Path, output: Pat
         text.append(config_summary(exp_dir, tag) + (f" {seconds / 60:.1f} min |\n" if seconds else " – |\n"))
     figure = output.parent / "images" / "example.png"
     try:
-        key = plot_example(exp_dir, rows[0][2], test_dir, figure)
+        key = plot_example(exp_dir, rows[0][2], test_dir, figure, model_file)
         text.append(f"\n## Example\n\n![{key}](images/example.png)\n")
     except Exception as exc:  # a figure is a nicety; never lose the table over it
         text.append(f"\n(figure not made: {type(exc).__name__}: {exc})\n")
@@ -177,9 +178,10 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--title", default="CLIPSep")
     parser.add_argument("--world_dir", default=None, type=Path)
     parser.add_argument("--note", action="append", default=[], help="extra configuration lines")
+    parser.add_argument("--model_file", default="valid.loss.best.pth", help="checkpoint name for the figure")
     args = parser.parse_args(cmd)
     print(make_results(args.exp_dir, args.tags.split(), args.test_dir, args.output, args.title,
-                       args.world_dir, args.note))
+                       args.world_dir, args.note, args.model_file))
     return 0
 
 

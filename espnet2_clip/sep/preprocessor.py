@@ -3,6 +3,7 @@
 from typing import Dict
 
 import numpy as np
+import torch
 from typeguard import typechecked
 
 
@@ -26,7 +27,6 @@ class CLIPSepPreprocessor:
         frame_rate: float = 1.0,
         margin: int = 3,
         query_frames: int = 3,
-        seed: int = 0,
     ):
         self.train = train
         self.sample_rate = sample_rate
@@ -34,7 +34,6 @@ class CLIPSepPreprocessor:
         self.frame_rate = frame_rate
         self.margin = margin
         self.query_frames = query_frames
-        self.rng = np.random.default_rng(seed)
 
     def _num_frames(self, wave: np.ndarray, query) -> int:
         if query is not None and query.ndim == 2:
@@ -45,7 +44,9 @@ class CLIPSepPreprocessor:
         if not self.train:
             return max(1, num_frames // 2)
         margin = min(self.margin, (num_frames - 1) // 2)
-        return int(self.rng.integers(margin + 1, num_frames - margin + 1))
+        # torch's RNG: DataLoader workers get a fresh seed every epoch (a stored numpy generator
+        # would be copied into each worker and repeat the same draws every epoch).
+        return int(torch.randint(margin + 1, num_frames - margin + 1, ()).item())
 
     def crop(self, wave: np.ndarray, centre_frame: int) -> np.ndarray:
         """Crop ``clip_samples`` centred on the frame (tiling too-short clips, zero-padding edges)."""

@@ -57,10 +57,13 @@ class CLIPSepTask(AbsTask):
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         group = parser.add_argument_group(description="Task related")
         group.add_argument(
-            "--init", type=lambda x: str_or_none(x.lower()), default=None,
-            choices=["chainer", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", None],
-            help="Re-initialise the weights with an ESPnet method; default: the official small "
-            "initialisation (conv N(0, 1e-3), linear N(0, 1e-4)), which learns slowly at first.",
+            "--unet_init", type=lambda x: str_or_none(x.lower()), default=None,
+            choices=["pytorch", "chainer", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+                     None],
+            help="Re-initialise the U-Net: 'pytorch' (each layer's default) or an ESPnet method. Default: "
+            "the official small initialisation (conv N(0, 1e-3)), which learns slowly at first (fine for "
+            "200k steps, slow for a short CPU run). The query projection always keeps its small "
+            "N(0, 1e-4) init: a larger one saturates the sigmoid query and stalls learning.",
         )
         group.add_argument("--frontend_conf", action=NestedDictAction,
                            default=get_default_kwargs(LogFreqSTFT), help="STFT / warp options.")
@@ -97,8 +100,10 @@ class CLIPSepTask(AbsTask):
                            help="Frames kept from each end when drawing the centre frame.")
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
-        # No attention to plot; ESPnet's plotting would also feed 1-clip batches to the model.
-        parser.set_defaults(num_att_plot=0, batch_type="unsorted")
+        # No attention to plot (ESPnet's plotting would also feed 1-clip batches to the model).
+        # Mixtures are formed within a batch, so batches must be redrawn every epoch
+        # (shuffle_within_batch); otherwise a batch of a sorted list holds one or two classes.
+        parser.set_defaults(num_att_plot=0, batch_type="unsorted", shuffle_within_batch=True)
 
     @classmethod
     @typechecked
@@ -118,7 +123,6 @@ class CLIPSepTask(AbsTask):
             clip_samples=args.clip_samples,
             frame_rate=args.frame_rate,
             margin=args.centre_margin,
-            seed=args.seed,
         )
 
     @classmethod
@@ -142,6 +146,10 @@ class CLIPSepTask(AbsTask):
             query = query_choices.get_class(args.query)(num_channels=unet.out_channels, **args.query_conf)
             head = head_class(query=query, **args.head_conf)
         model = ESPnetCLIPSepModel(LogFreqSTFT(**args.frontend_conf), unet, head, **args.model_conf)
-        if args.init is not None:
-            initialize(model, args.init)
+        if args.unet_init == "pytorch":
+            for module in unet.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        elif args.unet_init is not None:
+            initialize(unet, args.unet_init)
         return model

@@ -95,7 +95,7 @@ class CLIPSonicTask(AbsTask):
         group.add_argument("--frame_rate", type=float, default=1.0, help="Video frame rate of the query frames.")
         group.add_argument("--centre_margin", type=int, default=3,
                            help="Frames kept from each end when drawing the centre frame.")
-        parser.set_defaults(num_att_plot=0, batch_type="unsorted")
+        parser.set_defaults(num_att_plot=0, batch_type="unsorted", shuffle_within_batch=True)  # batches redrawn each epoch
 
     @classmethod
     @typechecked
@@ -115,7 +115,6 @@ class CLIPSonicTask(AbsTask):
             clip_samples=args.clip_samples,
             frame_rate=args.frame_rate,
             margin=args.centre_margin,
-            seed=args.seed,
         )
 
     @classmethod

@@ -44,6 +44,7 @@ frame_size=224        # frames are resized/cropped to this size at stage 3
 # Models
 train_configs=""      # training configs (one exp/<tag> each, tag = file name minus train_)
 train_args=""         # extra options of espnet2_clip.bin.clipsep_train
+inference_model=valid.loss.best.pth  # checkpoint used for inference and packing (e.g. latest.pth)
 text_prompt=single    # text queries at inference: single ("a photo of {}") or ensemble
 image_queries=true    # also evaluate with image queries where the test set has them
 score_backend=museval # museval (the paper's) or fast (same numbers, faster)
@@ -57,7 +58,7 @@ corpus_name=""        # corpus named in the model card (default: the recipe's pa
 
 _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
-train_args text_prompt image_queries score_backend results_title bert_model skip_upload_hf hf_repo corpus_name"
+train_args inference_model text_prompt image_queries score_backend results_title bert_model skip_upload_hf hf_repo corpus_name"
 . "${template_dir}/../scripts/parse_options.sh"
 run=("${template_dir}/../scripts/run_local.sh")
 [ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
@@ -192,7 +193,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         while read -r kind query_opts; do
             log "Stage 8: separate ${dump_dir}/test_mix with ${tag} (${kind} queries)"
             "${run[@]}" "${exp_dir}/${tag}/decode_${kind}/inference.log" ${python} -m espnet2_clip.bin.clipsep_inference \
-                --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/valid.loss.best.pth" \
+                --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/${inference_model}" \
                 --mix_scp "${dump_dir}/test_mix/wav.scp" ${query_opts} --text_prompt "${text_prompt}" \
                 --output_dir "${exp_dir}/${tag}/decode_${kind}"
         done < <(test_queries "${train_query}")
@@ -237,7 +238,7 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
 import report_line; print(report_line(json.load(open(sys.argv[1]))))" "${world_dir}/data/test_mix/build_report.json")")
     fi
     ${python} -m espnet2_clip.bin.make_results --exp_dir "${exp_dir}" --tags "${tags}" \
-        --test_dir "${dump_dir}/test_mix" --output RESULTS.md --title "${results_title}" \
+        --test_dir "${dump_dir}/test_mix" --output RESULTS.md --title "${results_title}" --model_file "${inference_model}" \
         --world_dir "${world_dir}" "${notes[@]}" > /dev/null
     log "wrote $(pwd)/RESULTS.md"
     sed -n '/^| System/,/^$/p' RESULTS.md
@@ -253,7 +254,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
             options+=(--option "${clip_model}" --option "${clip_pretrained}")
         fi
         ${python} -m espnet2.bin.pack enh --train_config "${exp_dir}/${tag}/config.yaml" \
-            --model_file "${exp_dir}/${tag}/valid.loss.best.pth" "${options[@]}" \
+            --model_file "${exp_dir}/${tag}/${inference_model}" "${options[@]}" \
             --outpath "${exp_dir}/${tag}/packed_model.zip"
     done
 fi

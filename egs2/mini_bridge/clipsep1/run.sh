@@ -25,8 +25,12 @@ while [ $# -gt 0 ]; do
 done
 
 case "${setting}" in
-    default) conf=conf; preset=default; clip_minutes=2.5 ;;
-    ci) conf=conf/ci; preset=ci; clip_minutes=1 ;;
+    default)
+        preset=default; clip_minutes=2
+        configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml conf/train_clipsep_text.yaml conf/train_labelsep.yaml" ;;
+    ci)  # CLIPSep and CLIPSep-NIT only, small models: a few minutes
+        preset=ci; clip_minutes=0.5
+        configs="conf/ci/train_clipsep.yaml conf/ci/train_clipsep_nit.yaml" ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
 
@@ -37,7 +41,8 @@ esac
     --train_clip true \
     --clip_train_args "--max_minutes ${clip_minutes} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
-    --train_configs "${conf}/train_clipsep.yaml ${conf}/train_clipsep_nit.yaml ${conf}/train_clipsep_text.yaml ${conf}/train_labelsep.yaml" \
+    --train_configs "${configs}" \
+    --inference_model latest.pth \
     --score_backend fast \
     --results_title "CLIPSep on the bridge world (${setting})" \
     "${args[@]}"

@@ -67,7 +67,7 @@ def test_preprocessor_crops_around_centre_frame_and_averages_query():
 
 
 def test_preprocessor_training_draw_respects_margin_and_pads():
-    pre = CLIPSepPreprocessor(train=True, sample_rate=100, clip_samples=301, frame_rate=1.0, margin=3, seed=1)
+    pre = CLIPSepPreprocessor(train=True, sample_rate=100, clip_samples=301, frame_rate=1.0, margin=3)
     query = np.arange(10, dtype=np.float32)[:, None]
     centres = {float(pre("u", {"speech_ref1": np.ones(1000, np.float32), "query": query})["query"][0]) for _ in range(200)}
     assert centres == {3.0, 4.0, 5.0, 6.0}  # c in [4, 7] 1-based -> frames c-1..c+1 mean = c - 1

@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# CLIPSonic recipe template: text-to-audio learned from unlabeled videos (CLIP-conditioned mel
+# diffusion). Corpus recipes (egs2/<corpus>/clipsonic1/run.sh) call this with their options.
+#
+# Stages:
+#   1  data: CLIPSep's data stages 1-6 (TEMPLATE/clipsep1/clipsep.sh: make/fetch the world or corpus,
+#      validate, extract 16 kHz audio + 1 fps frames, [train a small CLIP], CLIP embeddings of frames
+#      and label texts, format the test set) into the same data/dump layout
+#   2  generation queries: one text query per class x --gen_per_class (ids <kkk>_<ii>), image queries
+#      of the test set, and their class labels (features need no statistics: fixed normalisation)
+#   3  evaluation classifier (small CNN on log-mels) on the training audio + labels, and the
+#      real-audio reference row (held-out clips)                         (--eval_classifier true)
+#   4  HiFi-GAN vocoder on the same mel configuration (espnet2 GANTrainer)  (--vocoder_config)
+#   5  diffusion prior on the captioned images' CLIP (text, image) embedding pairs  (--prior_config)
+#   6  diffusion models (ESPnet trainer): --image_config -> the model of CLIP image embeddings of frames
+#      (IQ; ZS / PD at inference); --text_config -> SD (CLIP text embeddings of the labels)
+#   7  generation for every variant (IQ: test image queries; ZS: text fed directly; PD: text
+#      through the prior; SD) and every guidance scale of --guidance_scales
+#   8  evaluation: relevance (classifier accuracy), FD in its embedding space; optional FAD
+#      (--fad_ckpt_dir) and CLAP score (--clap_ckpt), local checkpoints only
+#   9  RESULTS.md (variant table, guidance sweep table and plot)
+#   10 pack every diffusion model with its CLIP / prior / vocoder (loadable by TextToAudio.from_pretrained)
+set -euo pipefail
+
+template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+. "${template_dir}/../scripts/log.sh"
+
+# General
+stage=1
+stop_stage=100
+nj=2
+ngpu=0
+num_nodes=1
+train_cmd=""
+python=python3
+world_dir=world
+data_dir=data
+dump_dir=dump
+exp_dir=exp
+local_data_args=""
+
+# CLIP (query encoder; stage 1 = CLIPSep's data stages)
+train_clip=false
+clip_train_args=""
+clip_model=ViT-B-32
+clip_pretrained=openai
+frame_size=224
+
+# Models
+vocoder_config=""      # stage 4 (empty: no vocoder; generation uses Griffin-Lim)
+vocoder_args=""
+prior_config=""        # stage 5 (empty: no prior, no PD)
+prior_args=""
+image_config=""        # stage 6: config of the model trained on CLIP IMAGE embeddings of frames (IQ; ZS/PD at inference)
+text_config=""         # stage 6: config of the model trained on CLIP TEXT embeddings of the labels (SD reference)
+                       # (one exp/<tag> each, tag = config file name minus train_; empty: not trained)
+train_args=""
+gen_vocoder=hifigan    # hifigan (the stage-4 vocoder, if trained) | griffin_lim
+gen_per_class=4        # text queries per class (different seeds)
+guidance_scales="1 2 3 5"
+main_guidance=3        # the w of the variant table
+gen_steps=25           # DDIM steps
+gen_batch_size=8
+variants="IQ ZS PD SD" # variants to generate (those the trained models allow)
+
+# Evaluation
+eval_classifier=true   # stage 3: train the evaluation classifier on ${dump_dir}/train (needs labels)
+classifier_args=""
+fad_ckpt_dir=""        # local torch.hub dir with VGGish: FAD (pip install frechet-audio-distance)
+clap_ckpt=""           # local LAION-CLAP .pt: CLAP score (pip install laion-clap)
+results_title="CLIPSonic"
+
+_option_names="stage stop_stage nj ngpu num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
+local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
+prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class guidance_scales main_guidance
+gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt results_title"
+. "${template_dir}/../scripts/parse_options.sh"
+run=("${template_dir}/../scripts/run_local.sh")
+[ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
+
+if [ "${train_clip}" = true ]; then
+    clip_model=${exp_dir}/clip/open_clip_config.json
+    clip_pretrained=${exp_dir}/clip/open_clip_model.safetensors
+fi
+config_value() {  # config_value CONFIG KEY DEFAULT
+    ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
+}
+model_tag() { basename "$1" .yaml | sed 's/^train_//'; }
+models() {  # "TRAIN_QUERY CONFIG" lines
+    [ -z "${image_config}" ] || echo "image ${image_config}"
+    [ -z "${text_config}" ] || echo "text ${text_config}"
+    return 0
+}
+has_variant() { case " ${variants} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+gen=${dump_dir}/gen
+voc_dir=${exp_dir}/vocoder
+voc_file=${voc_dir}/valid.generator_mel_loss.best.pth
+prior_dir=${exp_dir}/prior
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: data (CLIPSep's data stages 1-6)"
+    "${template_dir}/../clipsep1/clipsep.sh" --stage 1 --stop_stage 6 --nj "${nj}" --python "${python}" \
+        --world_dir "${world_dir}" --data_dir "${data_dir}" --dump_dir "${dump_dir}" --exp_dir "${exp_dir}" \
+        --local_data_args "${local_data_args}" --train_clip "${train_clip}" --clip_train_args "${clip_train_args}" \
+        --clip_model "${clip_model}" --clip_pretrained "${clip_pretrained}" --frame_size "${frame_size}"
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: generation queries in ${gen}"
+    mkdir -p "${gen}/text" "${gen}/image"
+    # classes: the training labels (sorted); text query ids <class index>_<i>
+    cut -d' ' -f2- "${dump_dir}/train/label" | sort -u > "${gen}/classes"
+    awk -v n="${gen_per_class}" '{ for (i = 0; i < n; i++) printf "%03d_%02d %s\n", NR - 1, i, $0 }' \
+        "${gen}/classes" > "${gen}/text/text"
+    cp "${gen}/text/text" "${gen}/text/label"
+    if [ -f "${dump_dir}/test_mix/query_image.scp" ] && [ -f "${dump_dir}/test_mix/label" ]; then
+        cp "${dump_dir}/test_mix/query_image.scp" "${gen}/image/query_image.scp"
+        cp "${dump_dir}/test_mix/label" "${gen}/image/label"
+    fi
+    # real reference clips for FD/FAD: the clean test targets
+    cp "${dump_dir}/test_mix/spk1.scp" "${gen}/reference.scp"
+    log "$(wc -l < "${gen}/classes") classes, $(wc -l < "${gen}/text/text") text queries, $(cat "${gen}/image/label" 2>/dev/null | wc -l) image queries"
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${eval_classifier}" = true ]; then
+    log "Stage 3: evaluation classifier -> ${exp_dir}/classifier"
+    "${run[@]}" "${exp_dir}/classifier/train.log" ${python} -m espnet2_clip.bin.train_audio_classifier \
+        --train_scp "${dump_dir}/train/wav.scp" --train_label "${dump_dir}/train/label" \
+        --valid_scp "${dump_dir}/valid/wav.scp" --valid_label "${dump_dir}/valid/label" \
+        --class_names "${gen}/classes" --output_dir "${exp_dir}/classifier" ${classifier_args}
+    "${run[@]}" "${exp_dir}/classifier/real/score.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \
+        --gen_scp "${dump_dir}/valid/wav.scp" --gen_label "${dump_dir}/valid/label" \
+        --classifier_dir "${exp_dir}/classifier" --ref_scp "${gen}/reference.scp" \
+        --output_dir "${exp_dir}/classifier/real" --name "real held-out audio"
+    log "$(grep -h "relevance" "${exp_dir}/classifier/real/score.log" | tail -n 1 | sed 's/.*INFO: //')"
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ -n "${vocoder_config}" ]; then
+    log "Stage 4: HiFi-GAN vocoder (${vocoder_config}) -> ${voc_dir}"
+    mkdir -p "${voc_dir}"
+    ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${voc_dir}/train.log" \
+        --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${voc_dir}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m espnet2_clip.bin.vocoder_train --config "${vocoder_config}" --output_dir "${voc_dir}" \
+        --train_data_path_and_name_and_type "${dump_dir}/train/wav.scp,speech,sound" \
+        --train_shape_file "${dump_dir}/train/wav.scp" \
+        --valid_data_path_and_name_and_type "${dump_dir}/valid/wav.scp,speech,sound" \
+        --valid_shape_file "${dump_dir}/valid/wav.scp" ${vocoder_args}
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ] && [ -n "${prior_config}" ]; then
+    if [ -f "${data_dir}/clip_train/caption" ]; then
+        log "Stage 5: diffusion prior on ${data_dir}/clip_train (CLIP: ${clip_model}) -> ${prior_dir}"
+        "${run[@]}" "${prior_dir}/train.log" ${python} -m espnet2_clip.bin.prior_train --config "${prior_config}" \
+            --image_scp "${data_dir}/clip_train/image.scp" --caption "${data_dir}/clip_train/caption" \
+            --clip_model_name "${clip_model}" --clip_pretrained "${clip_pretrained}" \
+            --output_dir "${prior_dir}" ${prior_args}
+    else
+        log "Stage 5: skipped (no captioned images in ${data_dir}/clip_train; PD needs a prior)"
+    fi
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    while read -r train_query config; do
+        tag=$(model_tag "${config}")
+        qscp=query_${train_query}.scp
+        log "Stage 6: train ${tag} (${config}, conditioned on CLIP ${train_query} embeddings) -> ${exp_dir}/${tag}"
+        data_opts=()
+        for mode in train valid; do
+            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech,sound"
+                        --${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/${qscp},query,npy"
+                        --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
+        done
+        extra=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
+        # recorded in config.yaml (used by TextToAudio and packed with the model)
+        if [ "${gen_vocoder}" = hifigan ] && [ -f "${voc_file}" ]; then
+            extra+=(--vocoder_config "${voc_dir}/config.yaml" --vocoder_file "${voc_file}")
+        fi
+        if [ "${train_query}" = image ] && [ -f "${prior_dir}/prior.pth" ]; then
+            extra+=(--prior_config "${prior_dir}/config.yaml" --prior_file "${prior_dir}/prior.pth")
+        fi
+        mkdir -p "${exp_dir}/${tag}"
+        ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${exp_dir}/${tag}/train.log" \
+            --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp_dir}/${tag}/.dist_init_" \
+            --multiprocessing_distributed true -- \
+            ${python} -m espnet2_clip.bin.clipsonic_train --config "${config}" --output_dir "${exp_dir}/${tag}" \
+            "${data_opts[@]}" "${extra[@]}" ${train_args} < /dev/null
+    done < <(models)
+fi
+
+# The variants a model generates: "VARIANT option value [option]" lines.
+model_variants() {  # model_variants TRAIN_QUERY
+    if [ "$1" = image ]; then
+        has_variant IQ && [ -f "${gen}/image/query_image.scp" ] && echo "IQ --query_image ${gen}/image/query_image.scp"
+        has_variant ZS && echo "ZS --query_text ${gen}/text/text --no_prior"
+        has_variant PD && [ -f "${prior_dir}/prior.pth" ] && \
+            echo "PD --query_text ${gen}/text/text --prior_config ${prior_dir}/config.yaml --prior_file ${prior_dir}/prior.pth"
+    else
+        has_variant SD && echo "SD --query_text ${gen}/text/text --no_prior"
+    fi
+    return 0
+}
+label_of() { if [ "$1" = IQ ]; then echo "${gen}/image/label"; else echo "${gen}/text/label"; fi; }
+gen_dir() { echo "${exp_dir}/$1/gen_$(echo "$2" | tr 'A-Z' 'a-z')_w$3"; }  # gen_dir TAG VARIANT W
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    voc_opts=()
+    if [ "${gen_vocoder}" = hifigan ] && [ -f "${voc_file}" ]; then
+        voc_opts=(--vocoder_config "${voc_dir}/config.yaml" --vocoder_file "${voc_file}")
+    fi
+    while read -r train_query config; do
+        tag=$(model_tag "${config}")
+        model_file=${exp_dir}/${tag}/valid.loss.best.pth
+        while read -r variant query_opts; do
+            for w in ${guidance_scales}; do
+                out=$(gen_dir "${tag}" "${variant}" "${w}")
+                log "Stage 7: ${tag} ${variant} w=${w} -> ${out}"
+                "${run[@]}" "${out}/generate.log" ${python} -m espnet2_clip.bin.clipsonic_inference \
+                    --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${model_file}" ${query_opts} \
+                    "${voc_opts[@]}" --guidance_scale "${w}" --num_steps "${gen_steps}" \
+                    --batch_size "${gen_batch_size}" --output_dir "${out}" < /dev/null
+            done
+        done < <(model_variants "${train_query}")
+    done < <(models)
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    eval_opts=()
+    [ "${eval_classifier}" = true ] && eval_opts+=(--classifier_dir "${exp_dir}/classifier")
+    [ -n "${fad_ckpt_dir}" ] && eval_opts+=(--fad_ckpt_dir "${fad_ckpt_dir}")
+    while read -r train_query config; do
+        tag=$(model_tag "${config}")
+        while read -r variant _; do
+            clap_opts=()
+            if [ -n "${clap_ckpt}" ] && [ "${variant}" != IQ ]; then
+                clap_opts=(--clap_ckpt "${clap_ckpt}" --query_text "${gen}/text/text")
+            fi
+            for w in ${guidance_scales}; do
+                out=$(gen_dir "${tag}" "${variant}" "${w}")
+                "${run[@]}" "${out}/scoring.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \
+                    --gen_scp "${out}/wav.scp" --gen_label "$(label_of "${variant}")" --ref_scp "${gen}/reference.scp" \
+                    "${eval_opts[@]}" "${clap_opts[@]}" --output_dir "${out}/scoring" --name "${tag} ${variant} w=${w}" \
+                    --meta "system=${tag}" "variant=${variant}" "guidance_scale=${w}" < /dev/null
+                log "Stage 8: $(grep -h "n=" "${out}/scoring.log" | tail -n 1 | sed 's/.*INFO: //')"
+            done
+        done < <(model_variants "${train_query}")
+    done < <(models)
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    log "Stage 9: RESULTS.md"
+    notes=()
+    [ "${train_clip}" = true ] && [ -f "${exp_dir}/clip/train_info.json" ] && \
+        notes+=(--note "query encoder: small CLIP trained here on captioned images only: $(${python} -c \
+        "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in d if 'acc' in k or k in ('steps', 'seconds')})" \
+        "${exp_dir}/clip/train_info.json")")
+    [ -f "${exp_dir}/classifier/train_info.json" ] && notes+=(--note "evaluation classifier (trained on the \
+training videos' audio + labels): $(${python} -c "import json,sys; d=json.load(open(sys.argv[1])); \
+print({k: d[k] for k in ('valid_accuracy', 'n_train', 'n_params', 'train_seconds') if k in d})" \
+        "${exp_dir}/classifier/train_info.json"); FD reference: the clean test targets (${gen}/reference.scp)")
+    vocoder_note="Griffin-Lim"
+    [ "${gen_vocoder}" = hifigan ] && [ -f "${voc_file}" ] && vocoder_note="HiFi-GAN (${voc_dir})"
+    notes+=(--note "generation: ${gen_steps} DDIM steps, vocoder ${vocoder_note}, ${gen_per_class} text queries per class \
+(text = the label; prompt template of the model config), image queries = the test set's query images; CLIP: ${clip_model}")
+    real=()
+    [ -f "${exp_dir}/classifier/real/result.json" ] && real=(--real_result "${exp_dir}/classifier/real/result.json")
+    mkdir -p images
+    ${python} -m espnet2_clip.bin.clipsonic_eval report --exp_dir "${exp_dir}" --output RESULTS.md \
+        --plot images/guidance_sweep.png --main_guidance "${main_guidance}" --title "${results_title}" \
+        "${real[@]}" "${notes[@]}" > /dev/null
+    log "wrote $(pwd)/RESULTS.md"
+    sed -n '/^| System/,/^$/p' RESULTS.md
+fi
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    while read -r _ config; do
+        tag=$(model_tag "${config}")
+        log "Stage 10: pack ${exp_dir}/${tag} -> ${exp_dir}/${tag}/packed_model.zip"
+        options=()
+        [ -f RESULTS.md ] && options+=(--option RESULTS.md)
+        [ "${train_clip}" = true ] && options+=(--option "${clip_model}" --option "${clip_pretrained}")
+        for key in vocoder_config vocoder_file prior_config prior_file; do
+            value=$(config_value "${exp_dir}/${tag}/config.yaml" "${key}" None < /dev/null)
+            [ "${value}" != None ] && options+=(--option "${value}")
+        done
+        ${python} -m espnet2.bin.pack tts --train_config "${exp_dir}/${tag}/config.yaml" \
+            --model_file "${exp_dir}/${tag}/valid.loss.best.pth" "${options[@]}" \
+            --outpath "${exp_dir}/${tag}/packed_model.zip" < /dev/null
+    done < <(models)
+fi
+log "Successfully finished."

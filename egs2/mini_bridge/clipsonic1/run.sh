@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# CLIPSonic on CPU, offline: text-to-audio learned WITHOUT text-audio pairs on the generated
+# "bridge world" (shared with clipsep1: same world generator, data stages and small CLIP trained
+# on captioned images only). The diffusion model is trained on CLIP IMAGE embeddings of video
+# frames and queried with TEXT (ZS: directly; PD: through a diffusion prior trained on the
+# captioned images); IQ (test image queries) and SD (trained on label-text embeddings) are the
+# references. Scored by an audio classifier trained on the world's audio: relevance (accuracy,
+# chance 1/K) and a Fréchet distance in its embedding space; guidance-scale sweep in RESULTS.md.
+#
+#   ./run.sh                     # default setting (not yet timed end to end on 2 CPU cores)
+#   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD, Griffin-Lim
+set -euo pipefail
+. ./path.sh
+
+setting=default   # default | ci  (selects conf/ or conf/ci/)
+seed=0
+offscreen_noise_prob=0.3
+
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --setting) setting=$2; shift 2 ;;
+        --seed) seed=$2; shift 2 ;;
+        --offscreen_noise_prob) offscreen_noise_prob=$2; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+
+case "${setting}" in
+    default) conf=conf; preset=default; clip_minutes=2.5; text_config=conf/train_clipsonic_sd.yaml
+             gen_opts=(--gen_vocoder hifigan --gen_per_class 8 --guidance_scales "1 2 3 5" --gen_steps 25 --classifier_args "--steps 300") ;;
+    ci) conf=conf/ci; preset=ci; clip_minutes=1; text_config=""
+        gen_opts=(--gen_vocoder griffin_lim --gen_per_class 4 --guidance_scales "1 3 6" --gen_steps 10
+                  --classifier_args "--steps 150 --clip_samples 16383") ;;
+    *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
+esac
+
+./clipsonic.sh \
+    --world_dir "world_${setting}" \
+    --local_data_args "--seed ${seed} --preset ${preset} --offscreen_noise_prob ${offscreen_noise_prob}" \
+    --data_dir "data_${setting}" --dump_dir "dump_${setting}" --exp_dir "exp_${setting}" \
+    --train_clip true \
+    --clip_train_args "--max_minutes ${clip_minutes} --eval_labels auto --seed ${seed}" \
+    --frame_size 64 \
+    --vocoder_config "${conf}/train_vocoder_hifigan.yaml" \
+    --prior_config "${conf}/train_prior.yaml" \
+    --image_config "${conf}/train_clipsonic_iq.yaml" \
+    --text_config "${text_config}" \
+    "${gen_opts[@]}" \
+    --results_title "CLIPSonic on the bridge world (${setting})" \
+    "${args[@]}"

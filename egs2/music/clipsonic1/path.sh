@@ -1,0 +1,1 @@
+../../TEMPLATE/clipsep1/path.sh

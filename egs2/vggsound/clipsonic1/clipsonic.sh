@@ -1,0 +1,1 @@
+../../TEMPLATE/clipsonic1/clipsonic.sh

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# CLIPSonic on VGGSound: text-to-audio trained on the VGGSound training videos' CLIP IMAGE embeddings (no text);
+# queried with text (ZS; PD with a prior) and images (IQ). Data stages are CLIPSep's (../clipsep1/local).
+#
+#   ./run.sh --stage 1 --ngpu 1                          # everything (stage 1 needs internet)
+#   ./run.sh --stage 6 --ngpu 4                          # train the diffusion models on 4 GPUs
+#   ./run.sh --stage 7 --fad_ckpt_dir ~/hub --clap_ckpt ~/ckpt/630k-audioset-best.pt   # local checkpoints
+#
+# Our choices (the paper is silent, clipsonic.md §8): OpenAI CLIP ViT-L/14 (768-d, so that a published
+# DALL-E 2 prior could serve PD), 16 kHz, 80 mels, hop 256, 65535-sample clips, the 78 M U-Net of
+# TEMPLATE/clipsonic1/conf/train_clipsonic_paper.yaml, HiFi-GAN on the same mels. PD: VGGSound has no
+# captioned images, so no prior is trained here by default; give --prior_config with captioned images
+# in data/clip_train (image.scp + caption), or generate PD clips with a prior of your own.
+# Metrics: FAD (VGGish, frechet-audio-distance) and CLAP score (laion-clap), LOCAL checkpoints only.
+set -euo pipefail
+. ./path.sh
+
+cookies=""            # stage 1 (local/data.sh of clipsep1) options
+download_nj=4
+lists_dir=""
+max_train_clips=0
+max_valid_clips=0
+data_args=""
+
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cookies|--download_nj|--lists_dir|--max_train_clips|--max_valid_clips|--data_args)
+            [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 1; }
+            name=${1#--}; printf -v "${name}" '%s' "$2"; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+data_opts="--nj ${download_nj} --max_train_clips ${max_train_clips} --max_valid_clips ${max_valid_clips}"
+[ -z "${lists_dir}" ] || data_opts+=" --lists_dir ${lists_dir}"
+[ -z "${cookies}" ] || data_opts+=" --cookies ${cookies}"
+
+./clipsonic.sh \
+    --world_dir world --data_dir data --dump_dir dump --exp_dir exp \
+    --local_data_args "${data_opts} ${data_args}" \
+    --train_clip false --clip_model ViT-L-14 --clip_pretrained openai --frame_size 224 \
+    --vocoder_config conf/train_vocoder_hifigan.yaml \
+    --image_config conf/train_clipsonic_iq.yaml --text_config conf/train_clipsonic_sd.yaml \
+    --gen_vocoder hifigan --gen_per_class 10 --guidance_scales "1 2 3 5" --gen_steps 25 \
+    --eval_classifier false \
+    --results_title "CLIPSonic recipe on VGGSound" \
+    "${args[@]}"

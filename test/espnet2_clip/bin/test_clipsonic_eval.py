@@ -1,0 +1,200 @@
+"""Evaluation CLIs (classifier training, scoring, RESULTS.md) and CLIPSonic bad input through the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+SR = 16000
+CLASSES = {"low": 300.0, "high": 3000.0, "noise": None}
+
+
+def make_clip(kind, rng, seconds=1.0):
+    t = np.arange(int(seconds * SR)) / SR
+    if CLASSES[kind] is None:
+        x = 0.1 * rng.standard_normal(len(t))
+    else:
+        x = 0.3 * np.sin(2 * np.pi * CLASSES[kind] * (1 + 0.05 * rng.standard_normal()) * t)
+    return x.astype(np.float32)
+
+
+def write_set(root, name, per_class, seed, kinds=None):
+    """wav.scp + label of clips of each class (or of ``kinds``, labelled as ``CLASSES`` order)."""
+    rng = np.random.default_rng(seed)
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    wav, lab = [], []
+    for k, cls in enumerate(CLASSES):
+        for i in range(per_class):
+            kind = kinds[k] if kinds else cls
+            uid = f"{k:02d}_{i:02d}"
+            sf.write(d / f"{uid}.wav", make_clip(kind, rng), SR)
+            wav.append(f"{uid} {d / f'{uid}.wav'}\n")
+            lab.append(f"{uid} {cls}\n")
+    (d / "wav.scp").write_text("".join(wav))
+    (d / "label").write_text("".join(lab))
+    return d
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    from espnet2_clip.bin import train_audio_classifier
+
+    root = tmp_path_factory.mktemp("clf")
+    train = write_set(root, "train", 6, 0)
+    valid = write_set(root, "valid", 2, 1)
+    train_audio_classifier.main([
+        "--train_scp", str(train / "wav.scp"), "--train_label", str(train / "label"),
+        "--valid_scp", str(valid / "wav.scp"), "--valid_label", str(valid / "label"),
+        "--output_dir", str(root / "exp"), "--clip_samples", "8000", "--steps", "40", "--batch_size", "8",
+        "--classifier_conf", "{n_mels: 32, channels: [8, 16], embed_dim: 16}",
+    ])
+    return root
+
+
+def test_classifier_training_learns(classifier):
+    info = json.loads((classifier / "exp" / "train_info.json").read_text())
+    assert info["valid_accuracy"] == 1.0 and info["class_names"] == sorted(CLASSES)
+    config = yaml.safe_load((classifier / "exp" / "config.yaml").read_text())
+    assert config["classifier_conf"]["n_mels"] == 32
+
+
+def test_score_and_report(classifier, tmp_path):
+    from espnet2_clip.bin import clipsonic_eval
+
+    root = classifier
+    ref = write_set(tmp_path, "ref", 3, 2)
+    good = write_set(tmp_path, "good", 3, 3)
+    # "generated" clips that ignore their query: every clip is noise
+    bad = write_set(tmp_path, "bad", 3, 4, kinds=["noise", "noise", "noise"])
+    results = {}
+    for name, w in (("good", 3.0), ("bad", 1.0)):
+        out = tmp_path / "exp" / "model" / f"gen_{name}" / "scoring"
+        clipsonic_eval.main([
+            "score", "--gen_scp", str(tmp_path / name / "wav.scp"), "--gen_label", str(tmp_path / name / "label"),
+            "--classifier_dir", str(root / "exp"), "--ref_scp", str(ref / "wav.scp"), "--output_dir", str(out),
+            "--meta", "system=model", "variant=IQ" if name == "good" else "variant=ZS", f"guidance_scale={w}",
+        ])
+        results[name] = json.loads((out / "result.json").read_text())
+    assert results["good"]["relevance"]["accuracy"] == 1.0
+    assert results["bad"]["relevance"]["accuracy"] == pytest.approx(1 / 3)
+    assert results["bad"]["relevance"]["chance"] == pytest.approx(1 / 3)
+    assert results["good"]["fd"] < results["bad"]["fd"]
+    assert results["good"]["meta"] == {"system": "model", "variant": "IQ", "guidance_scale": 3.0}
+    assert results["bad"]["relevance"]["per_class"]["noise"] == 1.0
+
+    real = tmp_path / "real"
+    clipsonic_eval.main(["score", "--gen_scp", str(good / "wav.scp"), "--gen_label", str(good / "label"),
+                         "--classifier_dir", str(root / "exp"), "--ref_scp", str(ref / "wav.scp"),
+                         "--output_dir", str(real)])
+    clipsonic_eval.main(["report", "--exp_dir", str(tmp_path / "exp"), "--output", str(tmp_path / "RESULTS.md"),
+                         "--plot", str(tmp_path / "sweep.png"), "--main_guidance", "3",
+                         "--real_result", str(real / "result.json"), "--note", "a note"])
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| CLIPSonic-IQ | image | 100.0 |" in text
+    assert "| CLIPSonic-ZS | text (direct) | 33.3 |" in text  # nearest scale when w=3 is missing
+    assert "| Real audio (held out) | – | 100.0 |" in text
+    assert "| Variant | w = 1 | w = 3 |" in text and "| ZS | 33.3 / " in text and "- a note" in text
+    assert (tmp_path / "sweep.png").stat().st_size > 5000
+
+
+def test_score_errors(classifier, tmp_path):
+    from espnet2_clip.bin import clipsonic_eval
+
+    gen = write_set(tmp_path, "gen", 1, 5)
+    common = ["score", "--gen_scp", str(gen / "wav.scp"), "--output_dir", str(tmp_path / "out")]
+    (tmp_path / "partial").write_text("00_00 low\n")
+    with pytest.raises(ValueError, match="have no label"):
+        clipsonic_eval.main(common + ["--gen_label", str(tmp_path / "partial")])
+    (tmp_path / "unknown").write_text("".join(f"{u} violin\n" for u in ("00_00", "01_00", "02_00")))
+    with pytest.raises(ValueError, match="unknown to the classifier"):
+        clipsonic_eval.main(common + ["--gen_label", str(tmp_path / "unknown"),
+                                      "--classifier_dir", str(classifier / "exp")])
+    with pytest.raises(ValueError, match="needs --query_text"):
+        clipsonic_eval.main(common + ["--gen_label", str(gen / "label"), "--clap_ckpt", str(tmp_path / "x.pt")])
+    with pytest.raises(ValueError, match="no scored generations"):
+        clipsonic_eval.main(["report", "--exp_dir", str(tmp_path / "empty"), "--output", str(tmp_path / "R.md")])
+
+
+# ------------------------------------------------------------------ bad input through the generation CLI
+MEL = {"fs": SR, "n_fft": 256, "hop_length": 64, "n_mels": 16, "fmin": 0, "fmax": 8000}
+UNET = {"cond_dim": 32, "channels": [8], "attention_levels": [], "emb_dim": 16, "groups": 4}
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """An (untrained) CLIPSonic model and a vocoder of ANOTHER mel configuration, saved like training does."""
+    from espnet2_clip.tasks.clipsonic import CLIPSonicTask
+    from espnet2_clip.tasks.vocoder import HiFiGANVocoderTask
+
+    root = tmp_path_factory.mktemp("untrained")
+    torch.manual_seed(0)
+    args = CLIPSonicTask.get_parser().parse_args(["--mel_conf", str(MEL), "--unet_conf", str(UNET)])
+    model = CLIPSonicTask.build_model(args)
+    args.clip_samples = 4095
+    args.query_encoder = None
+    (root / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.save(model.state_dict(), root / "model.pth")
+    gen = {"channels": 8, "upsample_scales": [8, 8], "upsample_kernel_sizes": [16, 16],
+           "resblock_kernel_sizes": [3], "resblock_dilations": [[1]]}
+    vargs = HiFiGANVocoderTask.get_parser().parse_args(
+        ["--mel_conf", str(dict(MEL, n_mels=20)), "--generator_params", str(gen)])
+    vocoder = HiFiGANVocoderTask.build_model(vargs)
+    (root / "voc.yaml").write_text(yaml.safe_dump(vars(vargs)))
+    torch.save(vocoder.state_dict(), root / "voc.pth")
+    np.save(root / "e.npy", np.ones(32, dtype=np.float32))
+    (root / "emb.scp").write_text(f"e0 {root / 'e.npy'}\n")
+    return root
+
+
+def _cli(root, *extra):
+    from espnet2_clip.bin import clipsonic_inference
+
+    clipsonic_inference.main(["--train_config", str(root / "config.yaml"), "--model_file", str(root / "model.pth"),
+                              "--output_dir", str(root / "out"), "--num_steps", "2", *extra])
+
+
+def test_cli_generates_from_an_embedding(untrained):
+    _cli(untrained, "--query_embedding", str(untrained / "emb.scp"))
+    wave, fs = sf.read(untrained / "out" / "wav" / "e0.wav")
+    assert fs == SR and wave.shape == (4095,)
+
+
+@pytest.mark.parametrize("extra, error, match", [
+    (["--guidance_scale", "-1"], ValueError, "guidance_scale must be >= 0"),
+    (["--num_steps", "0"], ValueError, "num_steps must be an integer >= 1"),
+])
+def test_cli_bad_sampling_options(untrained, extra, error, match):
+    with pytest.raises(error, match=match):
+        _cli(untrained, "--query_embedding", str(untrained / "emb.scp"), *extra)
+
+
+def test_cli_empty_queries(untrained):
+    (untrained / "empty_text").write_text("q0 \n")
+    with pytest.raises(ValueError, match="'q0' has no value"):
+        _cli(untrained, "--query_text", str(untrained / "empty_text"))
+    (untrained / "none").write_text("")
+    with pytest.raises(ValueError, match="query list is empty"):
+        _cli(untrained, "--query_text", str(untrained / "none"))
+    np.save(untrained / "z.npy", np.zeros(0, dtype=np.float32))
+    (untrained / "z.scp").write_text(f"z0 {untrained / 'z.npy'}\n")
+    with pytest.raises(ValueError, match="empty query embedding"):
+        _cli(untrained, "--query_embedding", str(untrained / "z.scp"))
+
+
+def test_cli_refuses_vocoder_of_another_mel_config(untrained):
+    with pytest.raises(ValueError, match=r"another mel configuration .*n_mels: model 16 vs vocoder 20"):
+        _cli(untrained, "--query_embedding", str(untrained / "emb.scp"),
+             "--vocoder_config", str(untrained / "voc.yaml"), "--vocoder_file", str(untrained / "voc.pth"))
+
+
+def test_cli_refuses_prior_of_another_embedding_size(untrained, tmp_path):
+    from espnet2_clip.t2a.prior import DiffusionPrior, save_prior
+
+    paths = save_prior(DiffusionPrior(embed_dim=16, hidden_dim=16, num_layers=1, time_dim=8), tmp_path / "prior")
+    with pytest.raises(ValueError, match="prior works on 16-dim CLIP embeddings but the model is conditioned on 32"):
+        _cli(untrained, "--query_embedding", str(untrained / "emb.scp"), "--prior_config", str(paths["prior_config"]),
+             "--prior_file", str(paths["prior_file"]))
