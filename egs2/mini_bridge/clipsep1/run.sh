@@ -26,10 +26,10 @@ done
 
 case "${setting}" in
     default)
-        preset=default; clip_minutes=2
+        preset=default; clip_steps=150
         configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml conf/train_clipsep_text.yaml conf/train_labelsep.yaml" ;;
     ci)  # CLIPSep and CLIPSep-NIT only, small models: a few minutes
-        preset=ci; clip_minutes=0.5
+        preset=ci; clip_steps=60
         configs="conf/ci/train_clipsep.yaml conf/ci/train_clipsep_nit.yaml" ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
@@ -39,7 +39,7 @@ esac
     --local_data_args "--seed ${seed} --preset ${preset} --offscreen_noise_prob ${offscreen_noise_prob}" \
     --data_dir "data_${setting}" --dump_dir "dump_${setting}" --exp_dir "exp_${setting}" \
     --train_clip true \
-    --clip_train_args "--max_minutes ${clip_minutes} --eval_labels auto --seed ${seed}" \
+    --clip_train_args "--max_steps ${clip_steps} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
     --train_configs "${configs}" \
     --inference_model latest.pth \
