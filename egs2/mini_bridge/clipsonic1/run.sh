@@ -27,9 +27,9 @@ while [ $# -gt 0 ]; do
 done
 
 case "${setting}" in
-    default) conf=conf; preset=default; clip_minutes=2.5; text_config=conf/train_clipsonic_sd.yaml
+    default) conf=conf; preset=default; clip_steps=150; text_config=conf/train_clipsonic_sd.yaml
              gen_opts=(--gen_vocoder hifigan --gen_per_class 8 --guidance_scales "1 2 3 5" --gen_steps 25 --classifier_args "--steps 300") ;;
-    ci) conf=conf/ci; preset=ci; clip_minutes=1; text_config=""
+    ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=""
         gen_opts=(--gen_vocoder griffin_lim --gen_per_class 4 --guidance_scales "1 3 6" --gen_steps 10
                   --classifier_args "--steps 150 --clip_samples 16383") ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
@@ -40,7 +40,7 @@ esac
     --local_data_args "--seed ${seed} --preset ${preset} --offscreen_noise_prob ${offscreen_noise_prob}" \
     --data_dir "data_${setting}" --dump_dir "dump_${setting}" --exp_dir "exp_${setting}" \
     --train_clip true \
-    --clip_train_args "--max_minutes ${clip_minutes} --eval_labels auto --seed ${seed}" \
+    --clip_train_args "--max_steps ${clip_steps} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
     --vocoder_config "${conf}/train_vocoder_hifigan.yaml" \
     --prior_config "${conf}/train_prior.yaml" \
