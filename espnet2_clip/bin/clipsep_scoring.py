@@ -8,11 +8,16 @@ Example::
         --mix_scp dump/test/wav.scp --est_scp exp/.../inference/spk1.scp \\
         --output_dir exp/.../scoring --backend museval --nj 2 --name CLIPSep-NIT
 
+Non-queried models (PIT) give several estimates per mixture and are scored with **oracle
+selection**, as in the paper: pass every estimate list (``--est_scp spk1.scp spk2.scp``) and the
+one with the best target SDR is kept per mixture (``selected`` records which).
+
 Writes to ``output_dir`` (each file atomically):
 
 * ``SDR_spk1``, ``SIR_spk1``, ``SAR_spk1``, ``SDRi_spk1``: ``uttid value`` per mixture
 * ``SDR_mix``, ``SIR_mix``, ``SAR_mix``: the mixture itself scored as the estimate
 * ``skipped``: ``uttid reason`` of mixtures left out (silent reference or estimate)
+* ``selected``: ``uttid spkN`` of the estimate kept (only with several ``--est_scp``)
 * ``result.json`` and ``result.md``: mean ± s.e. (ddof=1), median, SDRi, counts
 """
 
@@ -22,7 +27,7 @@ import logging
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -39,7 +44,8 @@ PROTOCOL = (
     "(sum|x| <= 1e-5) skipped"
 )
 
-KINDS = ("ref", "interf", "mix", "est")
+REFERENCE_KINDS = ("ref", "interf", "mix")
+ORACLE_SELECTION = "oracle: per mixture, the estimate with the best target SDR (not post-processing free)"
 
 
 def read_wav_mono(path: str) -> Tuple[np.ndarray, int]:
@@ -52,23 +58,32 @@ def read_wav_mono(path: str) -> Tuple[np.ndarray, int]:
 
 
 def score_utterance(
-    uttid: str, paths: Dict[str, str], backend: str
-) -> Tuple[str, Optional[BSSResult], Optional[BSSResult], str]:
-    """Score one mixture: ``(uttid, estimate scores, mixture scores, skip reason)``."""
+    uttid: str, paths: Dict[str, str], est_paths: Sequence[str], backend: str
+) -> Tuple[str, Optional[BSSResult], Optional[BSSResult], str, int]:
+    """Score one mixture: ``(uttid, estimate scores, mixture scores, skip reason, kept estimate)``.
+
+    With several estimates the one with the best target SDR is kept (oracle selection).
+    """
     sigs = {}
-    rates = {}
-    for kind in KINDS:
-        sigs[kind], rates[kind] = read_wav_mono(paths[kind])
-    if len(set(rates.values())) != 1:
-        detail = ", ".join(f"{kind}={paths[kind]} ({rates[kind]} Hz)" for kind in KINDS)
+    rates = {}  # label -> (path, rate)
+    for kind in REFERENCE_KINDS:
+        sigs[kind], rate = read_wav_mono(paths[kind])
+        rates[kind] = (paths[kind], rate)
+    ests = []
+    for i, path in enumerate(est_paths):
+        est, rate = read_wav_mono(path)
+        ests.append(est)
+        rates["est" if len(est_paths) == 1 else f"est{i + 1}"] = (path, rate)
+    if len({rate for _, rate in rates.values()}) != 1:
+        detail = ", ".join(f"{label}={path} ({rate} Hz)" for label, (path, rate) in rates.items())
         raise ValueError(f"{uttid}: sample rate mismatch between files: {detail}")
-    n = min(len(s) for s in sigs.values())
-    if len(sigs["est"]) > min(len(sigs[k]) for k in ("ref", "interf", "mix")):
-        logging.warning(
-            f"{uttid}: estimate ({len(sigs['est'])} samples) is longer than the "
-            f"references; truncating it to {n}"
-        )
-    ref, interf, mix, est = (sigs[k][:n] for k in ("ref", "interf", "mix", "est"))
+    n_ref = min(len(sigs[k]) for k in REFERENCE_KINDS)
+    n = min([n_ref] + [len(e) for e in ests])
+    for path, est in zip(est_paths, ests):
+        if len(est) > n_ref:
+            logging.warning(f"{uttid}: estimate {path} ({len(est)} samples) is longer than the references; "
+                            f"truncating it to {n}")
+    ref, interf, mix = (sigs[k][:n] for k in REFERENCE_KINDS)
     residual = np.linalg.norm(mix - ref - interf) / max(np.linalg.norm(mix), 1e-12)
     if residual > 0.01:
         raise ValueError(
@@ -76,13 +91,15 @@ def score_utterance(
             f"{residual:.3f}); give the sources as they appear in the mixture ({paths['ref']}, "
             f"{paths['interf']}, {paths['mix']})"
         )
-    est_res = target_sdr_sir_sar(ref, interf, est, mix - est, backend=backend)
-    if est_res is None:
-        return uttid, None, None, "silent_reference_or_estimate"
+    candidates = [target_sdr_sir_sar(ref, interf, est[:n], mix - est[:n], backend=backend) for est in ests]
+    scored = [(res.sdr, i) for i, res in enumerate(candidates) if res is not None]
+    if not scored:
+        return uttid, None, None, "silent_reference_or_estimate", -1
+    best = max(scored)[1]
     mix_res = target_sdr_sir_sar(ref, interf, mix, mix, backend=backend)
     if mix_res is None:
-        return uttid, None, None, "silent_mixture"
-    return uttid, est_res, mix_res, ""
+        return uttid, None, None, "silent_mixture", -1
+    return uttid, candidates[best], mix_res, "", best
 
 
 def _limit_threads() -> None:
@@ -118,16 +135,22 @@ def run_scoring(
     ref_scp: str,
     interf_scp: str,
     mix_scp: str,
-    est_scp: str,
+    est_scp: Union[str, Sequence[str]],
     output_dir: str,
     backend: str = "museval",
     nj: int = 1,
     name: Optional[str] = None,
 ) -> dict:
-    files = {"ref": ref_scp, "interf": interf_scp, "mix": mix_scp, "est": est_scp}
+    """Score every mixture; ``est_scp`` may list several estimates (oracle selection)."""
+    est_scps = [est_scp] if isinstance(est_scp, (str, Path)) else list(est_scp)
+    if not est_scps:
+        raise ValueError("no --est_scp given")
+    files = {"ref": ref_scp, "interf": interf_scp, "mix": mix_scp}
+    files.update({f"est{i + 1}": str(path) for i, path in enumerate(est_scps)})
     scps = {kind: read_scp(path) for kind, path in files.items()}
     ids = check_ids(scps, files)
-    jobs = [(u, {k: scps[k][u] for k in KINDS}, backend) for u in ids]
+    est_kinds = [f"est{i + 1}" for i in range(len(est_scps))]
+    jobs = [(u, {k: scps[k][u] for k in REFERENCE_KINDS}, [scps[k][u] for k in est_kinds], backend) for u in ids]
 
     results = []
     if nj <= 1:
@@ -142,12 +165,14 @@ def run_scoring(
     est_scores: Dict[str, BSSResult] = {}
     mix_scores: Dict[str, BSSResult] = {}
     skipped: Dict[str, str] = {}
-    for uttid, est_res, mix_res, reason in results:
+    selected: Dict[str, str] = {}
+    for uttid, est_res, mix_res, reason, best in results:
         if est_res is None:
             skipped[uttid] = reason
             continue
         est_scores[uttid] = est_res
         mix_scores[uttid] = mix_res
+        selected[uttid] = f"spk{best + 1}"
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,11 +187,14 @@ def run_scoring(
         out / "SDRi_spk1", {u: fmt(est_scores[u].sdr - mix_scores[u].sdr) for u in est_scores}
     )
     write_scp(out / "skipped", skipped)
+    if len(est_scps) > 1:
+        write_scp(out / "selected", selected)
 
     result = {
-        "name": name or Path(est_scp).parent.name,
+        "name": name or Path(est_scps[0]).parent.name,
         "backend": backend,
         "protocol": PROTOCOL,
+        "selection": ORACLE_SELECTION if len(est_scps) > 1 else "none (the queried estimate)",
         "count": len(est_scores),
         "skipped": len(skipped),
         "total": len(ids),
@@ -185,7 +213,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref_scp", required=True, help="target references (spk1.scp)")
     p.add_argument("--interf_scp", required=True, help="interference references (spk2.scp)")
     p.add_argument("--mix_scp", required=True, help="mixtures (wav.scp)")
-    p.add_argument("--est_scp", required=True, help="separated targets (<inference_dir>/spk1.scp)")
+    p.add_argument("--est_scp", required=True, nargs="+",
+                   help="separated targets (<inference_dir>/spk1.scp); several lists: oracle selection (PIT)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--backend", choices=BACKENDS, default="museval",
                    help="museval: the paper's call; fast: same numbers, about 2-3x faster")

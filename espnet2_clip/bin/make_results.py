@@ -31,7 +31,10 @@ DISPLAY_NAMES = {
     "labelsep": "LabelSep",
     "pit": "PIT",
 }
-QUERY_NAMES = {"text": "text-queried", "image": "image-queried", "label": "label-queried", "none": "non-queried"}
+QUERY_NAMES = {
+    "text": "text-queried", "image": "image-queried", "label": "label-queried",
+    "none": "non-queried, oracle selection",
+}
 QUERY_ORDER = ("text", "image", "label", "none")
 
 
@@ -132,9 +135,30 @@ def plot_example(exp_dir: Path, tag: str, test_dir: Path, out_png: Path, model_f
     return key
 
 
+def load_paper_results(path: Path) -> Tuple[str, Dict[str, str], str]:
+    """Read the paper's numbers to print beside ours.
+
+    The YAML file has ``column`` (the column title), ``source`` (where the numbers come from)
+    and ``rows``: ``{row name as in our table: cell text}``, e.g.
+    ``"CLIPSep-Text (text-queried)": "7.91"``.
+
+    Returns:
+        (column title, {row name: cell}, source)
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the paper results {path}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), dict):
+        raise ValueError(f"{path}: expected a mapping with 'rows: {{row name: value}}' (and 'column', 'source')")
+    rows = {str(name): str(value) for name, value in data["rows"].items()}
+    return str(data.get("column", "Paper")), rows, str(data.get("source", path))
+
+
 def make_results(exp_dir: Path, tags: Sequence[str], test_dir: Path, output: Path, title: str,
                  world_dir: Optional[Path] = None, notes: Sequence[str] = (),
-                 model_file: str = "valid.loss.best.pth") -> str:
+                 model_file: str = "valid.loss.best.pth", paper_results: Optional[Path] = None) -> str:
+    paper = load_paper_results(paper_results) if paper_results else None
     rows = collect_rows(exp_dir, tags)
     if not rows:
         raise ValueError(f"no scored results under {exp_dir}/<tag>/decode_*/scoring for tags {list(tags)}")
@@ -152,7 +176,11 @@ def make_results(exp_dir: Path, tags: Sequence[str], test_dir: Path, output: Pat
         "[estimate, mixture - estimate], target kept), mean ± standard error (ddof 1) and median, dB. "
         "SDRi = SDR(estimate) - SDR(mixture).\n\n"
     )
-    text.append(format_results_table(table_rows))
+    text.append(format_results_table(table_rows, reference=paper[:2] if paper else None))
+    if paper:
+        unmatched = sorted(set(paper[1]) - {name for name, _ in table_rows})
+        text.append(f"\n{paper[0]}: {paper[2]}" + (f" (not run here: {', '.join(unmatched)})" if unmatched else "")
+                    + "\n")
     text.append("\n## Models\n\n| model | head | training queries | U-Net | batch (clips) | steps | lr | train time |\n"
                 "|---|---|---|---|---:|---|---:|---:|\n")
     for tag in dict.fromkeys(tag for _, _, tag in rows):
@@ -179,9 +207,11 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--world_dir", default=None, type=Path)
     parser.add_argument("--note", action="append", default=[], help="extra configuration lines")
     parser.add_argument("--model_file", default="valid.loss.best.pth", help="checkpoint name for the figure")
+    parser.add_argument("--paper_results", default=None, type=Path,
+                        help="YAML of the paper's numbers, printed as a last column (see load_paper_results)")
     args = parser.parse_args(cmd)
     print(make_results(args.exp_dir, args.tags.split(), args.test_dir, args.output, args.title,
-                       args.world_dir, args.note, args.model_file))
+                       args.world_dir, args.note, args.model_file, args.paper_results))
     return 0
 
 

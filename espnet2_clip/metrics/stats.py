@@ -72,17 +72,24 @@ def _mean_pm(stat: Optional[Mapping[str, Any]], digits: int = 2) -> str:
 TABLE_COLUMNS = ("System", "Mean SDR ± s.e.", "Median SDR", "SDRi", "SIR", "SAR", "N")
 
 
-def format_results_table(rows: List[Tuple[str, Mapping[str, Any]]], digits: int = 2) -> str:
+def format_results_table(
+    rows: List[Tuple[str, Mapping[str, Any]]],
+    digits: int = 2,
+    reference: Optional[Tuple[str, Mapping[str, str]]] = None,
+) -> str:
     """Markdown table with one row per system, from ``result.json`` dictionaries.
 
     ``rows`` holds ``(name, result)`` pairs, ``result`` as written by
     ``clipsep_scoring`` (keys ``estimate``, ``mixture``, ``SDRi``, ``count``).
     A result dict may also be a mixture-only summary (``{"estimate": result["mixture"]}``),
     see :func:`mixture_row`.  SDRi, SIR and SAR are given as mean ± s.e.
+    ``reference`` = ``(column title, {row name: cell})`` adds a last column of numbers
+    quoted from elsewhere (the paper), "–" where a row has none.
     """
+    columns = TABLE_COLUMNS + ((reference[0],) if reference else ())
     lines = [
-        "| " + " | ".join(TABLE_COLUMNS) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(TABLE_COLUMNS) - 1)) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|",
     ]
     for name, res in rows:
         est = res.get("estimate", {})
@@ -97,6 +104,8 @@ def format_results_table(rows: List[Tuple[str, Mapping[str, Any]]], digits: int 
             _mean_pm(est.get("SAR"), digits),
             "–" if count is None else str(count),
         ]
+        if reference:
+            cells.append(str(reference[1].get(name, "–")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -112,7 +121,7 @@ def result_markdown(result: Mapping[str, Any]) -> str:
     """The ``result.md`` text of one scored system: estimate and mixture rows."""
     name = result.get("name") or "estimate"
     head = [f"# Scores: {name}", ""]
-    for key in ("backend", "protocol", "count", "skipped", "total"):
+    for key in ("backend", "protocol", "selection", "count", "skipped", "total"):
         if key in result:
             head.append(f"- {key}: {result[key]}")
     head.append("")

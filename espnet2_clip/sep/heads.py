@@ -192,10 +192,16 @@ class PITHead(AbsMaskHead):
         nn.init.normal_(self.conv.weight, 0.0, 1e-3)
 
     def masks(self, features: torch.Tensor, query: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return torch.sigmoid(self.conv(features))
+        """Head 0 and its complement ``1 - head 0``, as the official evaluation separates.
+
+        Which of the two is the wanted source is unknown: the paper scores PIT with oracle
+        selection (``clipsep_scoring`` with two ``--est_scp``).
+        """
+        first = torch.sigmoid(self.conv(features)[:, :1])
+        return torch.cat([first, 1.0 - first], dim=1)
 
     def loss(self, features, queries, targets, weight):
-        pred = self.masks(features)
+        pred = torch.sigmoid(self.conv(features))
         per_sample = two_way_permutation_loss(lambda i, j: pred[:, j], targets, weight)
         loss = per_sample.mean()
         return loss, {"loss_mask": loss.detach()}

@@ -49,6 +49,7 @@ text_prompt=single    # text queries at inference: single ("a photo of {}") or e
 image_queries=true    # also evaluate with image queries where the test set has them
 score_backend=museval # museval (the paper's) or fast (same numbers, faster)
 results_title="CLIPSep"
+paper_results=""      # YAML of the paper's numbers, printed beside ours in RESULTS.md (conf/paper_results.yaml)
 bert_model=""         # stage 5: also embed the labels with this BERT encoder (for query_encoder: bert configs)
 
 # Upload (stage 12, off by default)
@@ -58,7 +59,7 @@ corpus_name=""        # corpus named in the model card (default: the recipe's pa
 
 _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
-train_args inference_model text_prompt image_queries score_backend results_title bert_model skip_upload_hf hf_repo corpus_name"
+train_args inference_model text_prompt image_queries score_backend results_title paper_results bert_model skip_upload_hf hf_repo corpus_name"
 . "${template_dir}/../scripts/parse_options.sh"
 run=("${template_dir}/../scripts/run_local.sh")
 [ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
@@ -206,10 +207,13 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         train_query=$(config_value "${config}" train_query image)
         while read -r kind _; do
             decode=${exp_dir}/${tag}/decode_${kind}
+            est_scps=("${decode}/spk1.scp")
+            # non-queried (PIT): both outputs, scored with oracle selection as in the paper
+            [ "${kind}" = none ] && est_scps+=("${decode}/spk2.scp")
             log "Stage 9: score ${decode}"
             "${run[@]}" "${decode}/scoring.log" ${python} -m espnet2_clip.bin.clipsep_scoring \
                 --ref_scp "${dump_dir}/test_mix/spk1.scp" --interf_scp "${dump_dir}/test_mix/spk2.scp" \
-                --mix_scp "${dump_dir}/test_mix/wav.scp" --est_scp "${decode}/spk1.scp" \
+                --mix_scp "${dump_dir}/test_mix/wav.scp" --est_scp "${est_scps[@]}" \
                 --output_dir "${decode}/scoring" --backend "${score_backend}" --nj "${nj}" --name "${tag} (${kind})"
             tail -n 1 "${decode}/scoring.log" | grep -v "^#" || grep "SDR mean" "${decode}/scoring.log" || true
         done < <(test_queries "${train_query}")
@@ -220,26 +224,27 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     log "Stage 10: RESULTS.md"
     tags=""
     for config in ${train_configs}; do tags="${tags} $(model_tag "${config}")"; done
-    notes=()
+    results_opts=()
     [ "${train_clip}" = true ] && [ -f "${exp_dir}/clip/train_info.json" ] && \
-        notes+=(--note "query encoder: small CLIP trained here on captioned images only: $(${python} -c \
+        results_opts+=(--note "query encoder: small CLIP trained here on captioned images only: $(${python} -c \
         "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in d if 'acc' in k or k in ('steps', 'seconds')})" \
         "${exp_dir}/clip/train_info.json")")
-    notes+=(--note "text prompt at inference: ${text_prompt}; CLIP: ${clip_model} (${clip_pretrained})")
+    results_opts+=(--note "text prompt at inference: ${text_prompt}; CLIP: ${clip_model} (${clip_pretrained})")
     # real corpora: quote the missing YouTube ids next to the numbers
     for report in "${world_dir}"/download/*/download_report.json; do
         [ -f "${report}" ] || continue
-        notes+=(--note "downloads ($(basename "$(dirname "${report}")")): $(${python} -c \
+        results_opts+=(--note "downloads ($(basename "$(dirname "${report}")")): $(${python} -c \
             "import sys; from espnet2_clip.data.download import missing_report_line as m; print(m(sys.argv[1]))" \
             "${report}"); missing ids: $(dirname "${report}")/missing")
     done
     if [ -f "${world_dir}/data/test_mix/build_report.json" ]; then
-        notes+=(--note "test mixtures: $(${python} -c "import json, sys; from espnet2_clip.bin.build_test_mixtures \
+        results_opts+=(--note "test mixtures: $(${python} -c "import json, sys; from espnet2_clip.bin.build_test_mixtures \
 import report_line; print(report_line(json.load(open(sys.argv[1]))))" "${world_dir}/data/test_mix/build_report.json")")
     fi
+    [ -z "${paper_results}" ] || results_opts+=(--paper_results "${paper_results}")
     ${python} -m espnet2_clip.bin.make_results --exp_dir "${exp_dir}" --tags "${tags}" \
         --test_dir "${dump_dir}/test_mix" --output RESULTS.md --title "${results_title}" --model_file "${inference_model}" \
-        --world_dir "${world_dir}" "${notes[@]}" > /dev/null
+        --world_dir "${world_dir}" "${results_opts[@]}" > /dev/null
     log "wrote $(pwd)/RESULTS.md"
     sed -n '/^| System/,/^$/p' RESULTS.md
 fi

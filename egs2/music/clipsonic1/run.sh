@@ -15,29 +15,11 @@
 set -euo pipefail
 . ./path.sh
 
-cookies=""            # stage 1 (local/data.sh of clipsep1) options
-download_nj=4
-lists_dir=""
-max_train_clips=0
-max_valid_clips=0
-data_args=""
-
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --cookies|--download_nj|--lists_dir|--max_train_clips|--max_valid_clips|--data_args)
-            [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 1; }
-            name=${1#--}; printf -v "${name}" '%s' "$2"; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
-data_opts="--nj ${download_nj} --max_train_clips ${max_train_clips} --max_valid_clips ${max_valid_clips}"
-[ -z "${lists_dir}" ] || data_opts+=" --lists_dir ${lists_dir}"
-[ -z "${cookies}" ] || data_opts+=" --cookies ${cookies}"
+. scripts/corpus_options.sh  # download options -> ${data_opts}; the rest -> ${args[@]}
 
 ./clipsonic.sh \
     --world_dir world --data_dir data --dump_dir dump --exp_dir exp \
-    --local_data_args "${data_opts} ${data_args}" \
+    --local_data_args "${data_opts}" \
     --train_clip false --clip_model ViT-L-14 --clip_pretrained openai --frame_size 224 \
     --vocoder_config conf/train_vocoder_hifigan.yaml \
     --image_config conf/train_clipsonic_iq.yaml --text_config conf/train_clipsonic_sd.yaml \

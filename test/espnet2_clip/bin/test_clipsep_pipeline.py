@@ -171,3 +171,43 @@ def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_cli
     loaded = TextQueriedSeparation.from_pretrained(str(root / "packed" / "model.zip"), cachedir=str(root / "cache"))
     assert str(root / "cache") in str(loaded._encoder_conf["pretrained"])
     np.testing.assert_allclose(loaded(mixture, SR, "a pure tone"), expected, atol=1e-6)
+
+
+def test_pit_without_query_separates_into_complements_and_is_oracle_scored(tmp_path):
+    """PIT: trained without queries; inference writes head 0 and its complement; oracle scoring."""
+    from espnet2_clip.bin import clipsep_inference, clipsep_scoring, clipsep_train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clips(data, num=4)
+    config = {
+        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+        "head": "pit", "train_query": "none", "clip_samples": CLIP, "batch_size": 4, "max_epoch": 1,
+        "num_workers": 0, "seed": 0,
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    exp = tmp_path / "exp"
+    data_args = []
+    for mode in ("train", "valid"):
+        data_args += [f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech_ref1,sound",
+                      f"--{mode}_shape_file", f"{data}/wav.scp"]
+    clipsep_train.main(["--config", str(tmp_path / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"]
+                       + data_args)
+    test = tmp_path / "test"
+    test.mkdir()
+    write_test_mixtures(test, num=2)
+    out = tmp_path / "decode_none"
+    clipsep_inference.main(["--train_config", str(exp / "config.yaml"), "--model_file", str(exp / "latest.pth"),
+                            "--mix_scp", str(test / "wav.scp"), "--output_dir", str(out)])
+    first = dict(line.split() for line in (out / "spk1.scp").read_text().splitlines())
+    second = dict(line.split() for line in (out / "spk2.scp").read_text().splitlines())
+    mix, _ = sf.read(test / "m0_wav.wav")
+    est1, est2 = sf.read(first["m0"])[0], sf.read(second["m0"])[0]
+    # complementary masks with the mixture phase: the two outputs add back up to the mixture
+    assert np.abs(est1 + est2 - mix).max() < 1e-3 * np.abs(mix).max()
+    assert np.abs(est1).max() > 0 and np.abs(est2).max() > 0
+    result = clipsep_scoring.run_scoring(str(test / "spk1.scp"), str(test / "spk2.scp"), str(test / "wav.scp"),
+                                         [str(out / "spk1.scp"), str(out / "spk2.scp")], str(out / "scoring"), "fast")
+    assert result["count"] == 2 and result["selection"].startswith("oracle")
+    assert (out / "scoring" / "selected").read_text().count("\n") == 2

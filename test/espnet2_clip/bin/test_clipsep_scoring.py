@@ -112,3 +112,40 @@ def test_references_must_add_up_to_the_mixture(tmp_path):
     with pytest.raises(ValueError, match="u0: the references do not add up to the mixture"):
         run_scoring(str(files["spk1"]), str(files["spk2"]), str(files["wav"]), str(files["est"]), str(tmp_path / "out"))
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_oracle_selection_keeps_the_better_estimate(tmp_path):
+    """PIT protocol: with two estimate lists, each mixture keeps the one with the best target SDR."""
+    files, sigs = _make(tmp_path, n_utt=2, silent=())
+    # second list: a worse estimate for u0, a nearly clean target for u1
+    lines = []
+    for u, (t, s, mix, est) in sigs.items():
+        n = len(est)
+        other = 0.5 * est + 0.3 * s[:n] if u == "u0" else t[:n] + 0.01 * s[:n]
+        path = tmp_path / "est2" / f"{u}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, other, SR, subtype="DOUBLE")
+        lines.append(f"{u} {path}\n")
+    files["est2"] = tmp_path / "est2.scp"
+    files["est2"].write_text("".join(lines))
+    single = run_scoring(*(str(files[k]) for k in ("spk1", "spk2", "wav", "est")), str(tmp_path / "one"), "fast")
+    out = tmp_path / "oracle"
+    args = _args(files, out, "--backend", "fast")
+    args.insert(args.index(str(files["est"])) + 1, str(files["est2"]))
+    assert main(args) == 0
+    chosen = dict(l.split() for l in (out / "selected").read_text().splitlines())
+    sdr = _read(out / "SDR_spk1")
+    per_list = {}
+    for key in ("est", "est2"):
+        run_scoring(str(files["spk1"]), str(files["spk2"]), str(files["wav"]), str(files[key]),
+                    str(tmp_path / key), "fast")
+        per_list[key] = _read(tmp_path / key / "SDR_spk1")
+    for u in ("u0", "u1"):
+        best = max(per_list["est"][u], per_list["est2"][u])
+        assert sdr[u] == pytest.approx(best, abs=1e-9)
+        assert chosen[u] == ("spk1" if per_list["est"][u] >= per_list["est2"][u] else "spk2")
+    assert chosen == {"u0": "spk1", "u1": "spk2"}
+    res = json.loads((out / "result.json").read_text())
+    assert res["selection"].startswith("oracle")
+    assert res["estimate"]["SDR"]["mean"] > single["estimate"]["SDR"]["mean"]
+    assert "oracle" in (out / "result.md").read_text()

@@ -103,7 +103,11 @@ def test_pit_loss_is_permutation_invariant():
     loss, _ = head.loss(features, None, targets, weight)
     loss_swapped, _ = head.loss(features, None, targets.flip(1), weight)
     assert loss.item() == pytest.approx(loss_swapped.item(), rel=1e-6)
-    assert head.masks(features).shape == (3, 2, 5, 6)
+    masks = head.masks(features)
+    assert masks.shape == (3, 2, 5, 6)
+    # evaluation separates with head 0 and its complement (the official protocol)
+    assert torch.allclose(masks[:, 0], torch.sigmoid(head.conv(features)[:, 0]))
+    assert torch.allclose(masks[:, 0] + masks[:, 1], torch.ones(3, 5, 6))
 
 
 def test_label_query():
