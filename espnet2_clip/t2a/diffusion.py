@@ -1,7 +1,7 @@
 """Noise schedule, sampler and classifier-free guidance (diffusers' schedulers; our defaults).
 
-* Training: DDPM forward process, ``num_train_timesteps`` 1000, linear β 1e-4 … 0.02,
-  ε-prediction (``DDPMScheduler.add_noise``).
+* Training: DDPM forward process, ``num_train_timesteps`` 1000, linear β 1e-4 … 0.02
+  (``DDPMScheduler.add_noise``); the model predicts ε, v or x0 (``prediction_type``).
 * Sampling: DDIM (``DDIMScheduler``, η = 0, "trailing" step spacing so few steps still start
   from pure noise; the last step lands on the clean x0 estimate, ``set_alpha_to_one``),
   default 25 steps.
@@ -76,7 +76,7 @@ def ddim_sample(
         num_steps: Sampler steps.
         generator: CPU generator for the initial noise (determinism by seed).
         device: Where to sample.
-        prediction_type: "epsilon" or "sample".
+        prediction_type: "epsilon", "v_prediction" or "sample" (what ``denoise`` returns).
         noise: The initial noise of shape ``shape`` (instead of drawing it from ``generator``).
     """
     sched = sampling_scheduler(schedule_conf, num_steps, prediction_type)

@@ -23,12 +23,16 @@ from espnet2_clip.t2a.mel import MelFrontend
 from espnet2_clip.t2a.unet import DiffusionUNet
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
 class ESPnetCLIPSonicModel(AbsESPnetModel):
-    """ε-prediction diffusion on ``(1, n_mels, T)`` mels with classifier-free guidance.
+    """Diffusion on ``(1, n_mels, T)`` mels with classifier-free guidance.
 
     Training: the clip's CLIP embedding is L2-normalised, replaced by a learned null
     embedding with probability ``cond_drop_prob``, the mel is noised at a uniform random
-    step of the DDPM schedule and the U-Net regresses the noise (MSE).
+    step of the DDPM schedule and the U-Net regresses the noise (ε), the velocity (v) or the
+    clean mel (MSE, optionally min-SNR-γ weighted per step).
     """
 
     @typechecked
@@ -38,6 +42,8 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         unet: DiffusionUNet,
         cond_drop_prob: float = 0.1,
         schedule_conf: Optional[Dict] = None,
+        prediction_type: str = "epsilon",
+        snr_gamma: Optional[float] = None,
     ):
         """Initialize ESPnetCLIPSonicModel.
 
@@ -46,16 +52,24 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
             unet: ε-predicting U-Net (its ``cond_dim`` is the CLIP embedding size).
             cond_drop_prob: Probability of training with the null condition.
             schedule_conf: DDPM schedule (num_train_timesteps, beta_schedule, beta_start, beta_end).
+            prediction_type: What the U-Net predicts: "epsilon" (noise), "v_prediction" or "sample".
+            snr_gamma: Min-SNR-γ loss weighting (Hang et al., 2023; e.g. 5.0); None: plain MSE.
         """
         super().__init__()
         if not 0.0 <= cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {cond_drop_prob}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        if snr_gamma is not None and not snr_gamma > 0:
+            raise ValueError(f"snr_gamma must be > 0 (or None), got {snr_gamma}")
         self.mel = mel
         self.unet = unet
         self.cond_drop_prob = cond_drop_prob
         self.schedule_conf = dict(default_schedule_conf(), **(schedule_conf or {}))
         self.null_embedding = torch.nn.Parameter(torch.randn(unet.cond_dim) / unet.cond_dim ** 0.5)
-        self._train_sched = training_scheduler(self.schedule_conf)
+        self.prediction_type = prediction_type
+        self.snr_gamma = snr_gamma
+        self._train_sched = training_scheduler(self.schedule_conf, prediction_type)
 
     @property
     def cond_dim(self) -> int:
@@ -112,16 +126,37 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
         t = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=gen).to(x0.device)
         xt = self._train_sched.add_noise(x0, noise, t)
-        loss = torch.nn.functional.mse_loss(self.unet(xt, t, cond), noise)
+        error = (self.unet(xt, t, cond) - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
+        loss = (self.loss_weight(t).to(error.device) * error).mean()
         return loss, {"loss": loss.detach()}, torch.tensor(x0.shape[0], device=loss.device)
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the U-Net regresses at steps ``t``: ε, v = α ε - σ x0, or x0."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "v_prediction":
+            return self._train_sched.get_velocity(x0, noise, t)
+        return x0
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,) per-step weights: 1, or min-SNR-γ expressed for the prediction type."""
+        if self.snr_gamma is None:
+            return torch.ones(t.shape[0])
+        alpha_bar = self._train_sched.alphas_cumprod[t.cpu()].double()
+        snr = alpha_bar / (1.0 - alpha_bar)
+        clipped = snr.clamp(max=self.snr_gamma)
+        weight = {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1.0), "sample": clipped}
+        return weight[self.prediction_type].float()
 
     def collect_feats(self, speech: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
         """No statistics are needed (the mel is normalised by fixed constants)."""
         return {"feats": speech, "feats_lengths": torch.full((speech.shape[0],), speech.shape[1])}
 
     # ----------------------------------------------------------------- inference
-    def guided_eps(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-        """ε with classifier-free guidance for unit-norm ``cond`` (one batched U-Net pass)."""
+    def guided_prediction(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance_scale: float
+    ) -> torch.Tensor:
+        """U-Net output (ε, v or x0) with classifier-free guidance for unit-norm ``cond`` (one batched pass)."""
         if guidance_scale == 1.0:
             return self.unet(x, t, cond)
         null = self.null_embedding.to(cond.dtype).expand_as(cond)
@@ -158,6 +193,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         device = self.null_embedding.device
         cond = self.condition(query.to(device))
         shape = (cond.shape[0], 1, self.mel.n_mels, int(num_frames))
-        x = ddim_sample(lambda x, t: self.guided_eps(x, t, cond, guidance_scale), shape, self.schedule_conf,
-                        num_steps, generator=generator, device=device, noise=noise)
+        x = ddim_sample(lambda x, t: self.guided_prediction(x, t, cond, guidance_scale), shape, self.schedule_conf,
+                        num_steps, generator=generator, device=device, prediction_type=self.prediction_type,
+                        noise=noise)
         return x.squeeze(1)

@@ -9,11 +9,11 @@ from espnet2_clip.t2a.mel import MelFrontend
 from espnet2_clip.t2a.unet import DiffusionUNet
 
 
-def tiny_model(drop=0.1):
+def tiny_model(drop=0.1, **kwargs):
     torch.manual_seed(0)
     mel = MelFrontend(n_fft=256, hop_length=64, n_mels=16)
     unet = DiffusionUNet(cond_dim=32, channels=(8, 16), attention_levels=(1,), num_heads=2, emb_dim=32, groups=4)
-    return ESPnetCLIPSonicModel(mel, unet, cond_drop_prob=drop)
+    return ESPnetCLIPSonicModel(mel, unet, cond_drop_prob=drop, **kwargs)
 
 
 def test_unet_shapes_with_padding():
@@ -69,7 +69,7 @@ def test_cfg_equals_manual_combination():
     with torch.no_grad():
         eps_c, eps_u = model.unet(x, t, cond), model.unet(x, t, null)
         for w in (0.0, 1.0, 2.5):
-            got = model.guided_eps(x, t, cond, w)
+            got = model.guided_prediction(x, t, cond, w)
             torch.testing.assert_close(got, eps_u + w * (eps_c - eps_u), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(cfg_combine(torch.zeros(1), torch.ones(1), 3.0), torch.tensor([3.0]))
 
@@ -109,4 +109,51 @@ def test_ddim_with_the_exact_eps_recovers_the_data():
 
     for steps in (1, 5, 25):
         out = ddim_sample(exact_eps, (2, 1, 3, 4), conf, steps, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(out, c.expand(2, 1, 3, 4), atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_training_targets_and_min_snr_weights(prediction_type):
+    model = tiny_model(prediction_type=prediction_type, snr_gamma=5.0)
+    alphas = model._train_sched.alphas_cumprod
+    x0, noise = torch.randn(3, 1, 16, 8), torch.randn(3, 1, 16, 8)
+    t = torch.tensor([0, 200, 999])
+    a, s = alphas[t].sqrt().reshape(-1, 1, 1, 1), (1 - alphas[t]).sqrt().reshape(-1, 1, 1, 1)
+    expected = {"epsilon": noise, "v_prediction": a * noise - s * x0, "sample": x0}[prediction_type]
+    torch.testing.assert_close(model.training_target(x0, noise, t), expected)
+    snr = (alphas[t] / (1 - alphas[t])).double()
+    clipped = snr.clamp(max=5.0)
+    weight = {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1), "sample": clipped}[prediction_type]
+    torch.testing.assert_close(model.loss_weight(t), weight.float())
+    if prediction_type == "epsilon":  # low-noise steps are down-weighted, the noisiest keep weight 1
+        assert model.loss_weight(t)[0] < 0.01 and model.loss_weight(t)[2].item() == pytest.approx(1.0)
+    assert torch.equal(tiny_model(prediction_type=prediction_type).loss_weight(t), torch.ones(3))
+    loss = model(torch.randn(2, 4095) * 0.1, None, torch.randn(2, 32))[0]
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_bad_prediction_settings():
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        tiny_model(prediction_type="x0")
+    with pytest.raises(ValueError, match="snr_gamma must be > 0"):
+        tiny_model(snr_gamma=0.0)
+
+
+def test_ddim_with_the_exact_velocity_recovers_the_data():
+    """Same as the ε test for a v-predicting model: v* = sqrt(ab) eps* - sqrt(1 - ab) c."""
+    from espnet2_clip.t2a.diffusion import ddim_sample, default_schedule_conf, training_scheduler
+
+    conf = default_schedule_conf()
+    alphas = training_scheduler(conf).alphas_cumprod
+    c = torch.linspace(-1, 1, 12).reshape(1, 1, 3, 4)
+
+    def exact_v(x, t):
+        ab = alphas[t].reshape(-1, 1, 1, 1)
+        eps = (x - ab.sqrt() * c) / (1 - ab).sqrt()
+        return ab.sqrt() * eps - (1 - ab).sqrt() * c
+
+    for steps in (1, 5, 25):
+        out = ddim_sample(exact_v, (2, 1, 3, 4), conf, steps, torch.Generator().manual_seed(0),
+                          prediction_type="v_prediction")
         torch.testing.assert_close(out, c.expand(2, 1, 3, 4), atol=1e-3, rtol=1e-3)
