@@ -71,6 +71,7 @@ class TextToAudio:
         use_prior: Optional[bool] = None,
         griffin_lim_iters: int = 32,
         prior_steps: int = 25,
+        num_samples: Optional[int] = None,
     ):
         """Initialize TextToAudio.
 
@@ -89,13 +90,17 @@ class TextToAudio:
             use_prior: False ignores a prior recorded in the config (ZS); True requires one.
             griffin_lim_iters: Griffin-Lim iterations of the fallback vocoder.
             prior_steps: DDIM steps of the prior.
+            num_samples: Length of the generated clips (default: the training clip length;
+                the U-Net is convolutional, so it may differ, e.g. train on 1 s, generate 4.1 s).
         """
         self.model, self.train_args = CLIPSonicTask.build_model_from_file(train_config, model_file, device)
         self.model.eval()
         self.device = device
         self.mel_conf = self.model.mel.mel_conf()
         self.sample_rate = int(self.mel_conf["fs"])
-        self.clip_samples = int(self.train_args.clip_samples)
+        self.clip_samples = int(num_samples or self.train_args.clip_samples)
+        if self.clip_samples < int(self.mel_conf["n_fft"]):
+            raise ValueError(f"num_samples must be >= n_fft ({self.mel_conf['n_fft']}), got {self.clip_samples}")
         self.num_frames = self.model.mel.num_frames(self.clip_samples)
         self.text_prompt = text_prompt or getattr(self.train_args, "text_prompt", "single")
         self._encoder_conf = dict(self.train_args.query_encoder_conf or {}, **(query_encoder_conf or {}))
@@ -272,7 +277,7 @@ def inference(args: argparse.Namespace) -> None:
         args.train_config, args.model_file, vocoder_config=args.vocoder_config, vocoder_file=args.vocoder_file,
         prior_config=args.prior_config, prior_file=args.prior_file, device=args.device,
         query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
-        use_prior=False if args.no_prior else None,
+        use_prior=False if args.no_prior else None, num_samples=args.num_samples,
     )
     texts = read_scp(args.query_text) if args.query_text else None
     images = read_scp(args.query_image) if args.query_image else None
@@ -322,6 +327,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--guidance_scale", type=float, default=3.0, help="CFG scale w >= 0 (1: no guidance)")
     parser.add_argument("--num_steps", type=int, default=25, help="DDIM steps")
+    parser.add_argument("--num_samples", type=int, default=None,
+                        help="Clip length in samples (default: the training clip length)")
     parser.add_argument("--seed", type=int, default=0,
                         help="Seed of the first query in sorted id order (then +1 per query)")
     parser.add_argument("--batch_size", type=int, default=1,

@@ -137,6 +137,12 @@ def test_api_seed_determinism_and_bad_input(trained):
         t2a("a dog", num_steps=0)
     with pytest.raises(ValueError, match=r"query embedding must be \(32,\)"):
         t2a(np.ones(16, dtype=np.float32))
+    # the convolutional U-Net generates other lengths than it was trained on
+    longer = TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth", num_samples=3 * CLIP)
+    wave = longer("a dog", guidance_scale=3.0, num_steps=2, seed=1)
+    assert wave.shape == (3 * CLIP,) and np.isfinite(wave).all() and np.abs(wave).max() > 0
+    with pytest.raises(ValueError, match="num_samples must be >= n_fft"):
+        TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth", num_samples=10)
 
 
 def test_prior_of_another_size_is_refused(trained, tmp_path):
