@@ -1,5 +1,7 @@
 """CLIPSonic end to end on CPU: 1-epoch CLI training, generation CLI, errors, pack + reload."""
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -201,3 +203,21 @@ def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_cli
     assert str(root / "cache") in str(loaded._encoder_conf["pretrained"])
     assert loaded.variant == "PD" and str(root / "cache") in str(loaded.train_args.prior_file)
     np.testing.assert_allclose(loaded("a pure tone", num_steps=2, seed=3), expected, atol=1e-6)
+
+
+def test_generation_benchmark_prints_timings(trained, tmp_path, capsys):
+    from espnet2_clip.bin import clipsonic_benchmark
+
+    _, exp = trained
+    out = tmp_path / "bench.json"
+    assert clipsonic_benchmark.main([
+        "--train_config", str(exp / "config.yaml"), "--model_file", str(exp / "valid.loss.best.pth"),
+        "--query", "a dog", "--num_samples", str(2 * CLIP), "--num_steps", "2", "--repeats", "1",
+        "--threads", "1", "--output", str(out),
+    ]) == 0
+    result = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == result
+    assert result["audio_seconds"] == pytest.approx(2 * CLIP / SR, abs=1e-3) and result["num_steps"] == 2
+    assert 0 < result["seconds_mel_sampling"] <= result["seconds_total"] * 1.5 and result["seconds_vocoder"] > 0
+    assert result["rtf"] == pytest.approx(result["seconds_total"] / result["audio_seconds"], rel=0.01)
+    assert result["vocoder"] == "Griffin-Lim" and result["variant"] == "ZS"
