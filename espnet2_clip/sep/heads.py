@@ -103,18 +103,29 @@ class NoiseInvariantHead(QueryMaskHead):
     Source i with noise head j predicts ``min(1, sigmoid(Q_i) + sigmoid(N_j))``; the loss takes
     the better of the two head assignments per sample and adds the batch-level regulariser
     ``reg_weight * relu(mean(sigmoid(N_1) + sigmoid(N_2)) - reg_threshold)``.
+
+    ``warmup_steps`` (the official code's ``--pit_warmup_steps``, 0 there) trains the query heads
+    alone (the CLIPSep loss) for that many updates before the noise heads join: in short runs the
+    noise heads otherwise absorb target energy before the query masks have learned anything.
     """
 
     @typechecked
-    def __init__(self, query: AbsQuery, reg_weight: float = 0.1, reg_threshold: float = 0.25):
+    def __init__(self, query: AbsQuery, reg_weight: float = 0.1, reg_threshold: float = 0.25,
+                 warmup_steps: int = 0):
         """Initialize NoiseInvariantHead.
 
         Args:
             query: Query source (shared with inference).
             reg_weight: lambda of the noise regulariser.
             reg_threshold: gamma of the noise regulariser.
+            warmup_steps: Training updates with the query loss only (noise heads unused).
         """
         super().__init__(query)
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.warmup_steps = warmup_steps
+        # training updates seen (saved with the model, so a resumed run keeps its place)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         k = query.num_channels
         # Exactly two noise heads: the official method is defined for 2-source mixtures.
         self.noise_proj = nn.ModuleList([nn.Linear(k, k) for _ in range(2)])
@@ -132,6 +143,12 @@ class NoiseInvariantHead(QueryMaskHead):
         )
 
     def loss(self, features, queries, targets, weight):
+        if self.training:
+            self.num_updates += 1
+        if self.warmup_steps > 0 and self.num_updates <= self.warmup_steps:
+            loss, stats = super().loss(features, queries, targets, weight)
+            zero = torch.zeros((), device=loss.device)
+            return loss, dict(stats, loss_noise_reg=zero, noise_activation=zero)
         query_logits = [self.query(q) for q in queries]
         query_masks = torch.stack(
             [torch.sigmoid(self.mask_logits(features, ql)) for ql in query_logits], dim=1

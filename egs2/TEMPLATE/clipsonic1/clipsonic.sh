@@ -57,6 +57,7 @@ text_config=""         # stage 6: config of the model trained on CLIP TEXT embed
 train_args=""
 gen_vocoder=hifigan    # hifigan (the stage-4 vocoder, if trained) | griffin_lim
 gen_per_class=4        # text queries per class (different seeds)
+gen_images_per_class=0 # image queries per class from the test set (0: all)
 guidance_scales="1 2 3 5"
 main_guidance=3        # the w of the variant table
 gen_steps=25           # DDIM steps
@@ -68,12 +69,13 @@ eval_classifier=true   # stage 3: train the evaluation classifier on ${dump_dir}
 classifier_args=""
 fad_ckpt_dir=""        # local torch.hub dir with VGGish: FAD (pip install frechet-audio-distance)
 clap_ckpt=""           # local LAION-CLAP .pt: CLAP score (pip install laion-clap)
+benchmark_samples=65535  # stage 9: time one generated clip of this length (0: skip)
 results_title="CLIPSonic"
 
 _option_names="stage stop_stage nj ngpu num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
-prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class guidance_scales main_guidance
-gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt results_title"
+prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
+gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title"
 . "${template_dir}/../scripts/parse_options.sh"
 run=("${template_dir}/../scripts/run_local.sh")
 [ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
@@ -114,8 +116,12 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         "${gen}/classes" > "${gen}/text/text"
     cp "${gen}/text/text" "${gen}/text/label"
     if [ -f "${dump_dir}/test_mix/query_image.scp" ] && [ -f "${dump_dir}/test_mix/label" ]; then
-        cp "${dump_dir}/test_mix/query_image.scp" "${gen}/image/query_image.scp"
-        cp "${dump_dir}/test_mix/label" "${gen}/image/label"
+        # the first --gen_images_per_class test images of each class (in id order)
+        sort "${dump_dir}/test_mix/label" | awk -v n="${gen_images_per_class}" \
+            '{ k = substr($0, index($0, " ") + 1); c[k]++; if (n == 0 || c[k] <= n) print }' \
+            > "${gen}/image/label"
+        awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' "${gen}/image/label" "${dump_dir}/test_mix/query_image.scp" \
+            > "${gen}/image/query_image.scp"
     fi
     # real reference clips for FD/FAD: the clean test targets
     cp "${dump_dir}/test_mix/spk1.scp" "${gen}/reference.scp"
@@ -261,7 +267,20 @@ print({k: d[k] for k in ('valid_accuracy', 'n_train', 'n_params', 'train_seconds
     vocoder_note="Griffin-Lim"
     [ "${gen_vocoder}" = hifigan ] && [ -f "${voc_file}" ] && vocoder_note="HiFi-GAN (${voc_dir})"
     notes+=(--note "generation: ${gen_steps} DDIM steps, vocoder ${vocoder_note}, ${gen_per_class} text queries per class \
-(text = the label; prompt template of the model config), image queries = the test set's query images; CLIP: ${clip_model}")
+(text = the label; prompt template of the model config), image queries = $(wc -l < "${gen}/image/label" 2>/dev/null || echo 0) \
+of the test set's query images; CLIP: ${clip_model}")
+    if [ "${benchmark_samples}" -gt 0 ]; then  # generation speed of the first model, text query of the first class
+        read -r _ config < <(models)
+        tag=$(model_tag "${config}")
+        "${run[@]}" "${exp_dir}/${tag}/benchmark.log" ${python} -m espnet2_clip.bin.clipsonic_benchmark \
+            --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/valid.loss.best.pth" \
+            --query "$(head -n 1 "${gen}/classes")" --num_samples "${benchmark_samples}" --num_steps "${gen_steps}" \
+            --guidance_scale "${main_guidance}" --threads "${nj}" --output "${exp_dir}/${tag}/benchmark.json" < /dev/null
+        notes+=(--note "generation speed (${tag}): $(${python} -c "import json, sys; d = json.load(open(sys.argv[1])); \
+print(f\"one {d['audio_seconds']} s clip ({d['variant']}, {d['num_steps']} steps, w = {d['guidance_scale']}, {d['vocoder']}) \
+in {d['seconds_total']} s on {d['threads']} CPU threads (RTF {d['rtf']}; sampling {d['seconds_mel_sampling']} s, \
+vocoder {d['seconds_vocoder']} s)\")" "${exp_dir}/${tag}/benchmark.json")")
+    fi
     real=()
     [ -f "${exp_dir}/classifier/real/result.json" ] && real=(--real_result "${exp_dir}/classifier/real/result.json")
     mkdir -p images

@@ -81,6 +81,32 @@ def test_nit_regulariser_on_known_input():
     assert loss.item() == pytest.approx(100.0 + 0.075)
 
 
+def test_nit_warmup_trains_the_query_heads_alone_first():
+    torch.manual_seed(0)
+    query = EmbeddingQuery(num_channels=2, input_dim=4)
+    head = NoiseInvariantHead(query, warmup_steps=2)
+    plain = QueryMaskHead(query)
+    plain.fusion.load_state_dict(head.fusion.state_dict())
+    features = torch.randn(2, 2, 3, 4)
+    queries = (torch.randn(2, 4), torch.randn(2, 4))
+    targets = (torch.rand(2, 2, 3, 4) > 0.5).float()
+    weight = torch.ones(2, 3, 4)
+    expected, _ = plain.loss(features, queries, targets, weight)
+    for step in (1, 2):  # warm-up: exactly the CLIPSep loss, no noise statistics
+        loss, stats = head.loss(features, queries, targets, weight)
+        assert loss.item() == pytest.approx(expected.item()) and stats["noise_activation"].item() == 0.0
+        assert int(head.num_updates) == step
+    head.eval()  # evaluation does not count as an update
+    head.loss(features, queries, targets, weight)
+    assert int(head.num_updates) == 2
+    head.train()
+    _, stats = head.loss(features, queries, targets, weight)  # third update: noise heads on
+    assert stats["noise_activation"].item() > 0.5
+    assert "num_updates" in head.state_dict()  # a resumed run keeps its place
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
+        NoiseInvariantHead(query, warmup_steps=-1)
+
+
 def test_nit_noise_queries_come_from_mean_query_projection():
     head = NoiseInvariantHead(EmbeddingQuery(num_channels=3, input_dim=4))
     features = torch.randn(1, 3, 2, 2)
