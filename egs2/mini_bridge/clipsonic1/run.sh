@@ -7,7 +7,7 @@
 # references. Scored by an audio classifier trained on the world's audio: relevance (accuracy,
 # chance 1/K) and a Fréchet distance in its embedding space; guidance-scale sweep in RESULTS.md.
 #
-#   ./run.sh                     # default setting (not yet timed end to end on 2 CPU cores)
+#   ./run.sh                     # default setting (about 30 minutes on 2 CPU cores)
 #   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD, Griffin-Lim
 set -euo pipefail
 . ./path.sh
@@ -28,10 +28,11 @@ done
 
 case "${setting}" in
     default) conf=conf; preset=default; clip_steps=150; text_config=conf/train_clipsonic_sd.yaml
-             gen_opts=(--gen_vocoder hifigan --gen_per_class 8 --guidance_scales "1 2 3 5" --gen_steps 25 --classifier_args "--steps 300") ;;
+             gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3 5"
+                       --gen_steps 25 --classifier_args "--steps 300 --clip_samples 16383") ;;
     ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=""
-        gen_opts=(--gen_vocoder griffin_lim --gen_per_class 4 --guidance_scales "1 3 6" --gen_steps 10
-                  --classifier_args "--steps 150 --clip_samples 16383") ;;
+        gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
+                  --gen_steps 10 --classifier_args "--steps 150 --clip_samples 16383") ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
 
