@@ -32,7 +32,8 @@ case "${setting}" in
                        --gen_steps 25 --classifier_args "--steps 300 --clip_samples 16383") ;;
     ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=""
         gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
-                  --gen_steps 10 --classifier_args "--steps 150 --clip_samples 16383") ;;
+                  --gen_steps 10 --classifier_args "--steps 150 --clip_samples 16383"
+                  --vocoder_args "--num_iters_per_epoch 5 --max_epoch 1") ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
 
@@ -43,7 +44,7 @@ esac
     --train_clip true \
     --clip_train_args "--max_steps ${clip_steps} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
-    --vocoder_config "${conf}/train_vocoder_hifigan.yaml" \
+    --vocoder_config conf/train_vocoder_hifigan.yaml \
     --prior_config "${conf}/train_prior.yaml" \
     --image_config "${conf}/train_clipsonic_iq.yaml" \
     --text_config "${text_config}" \
