@@ -28,25 +28,12 @@ from tqdm import tqdm
 from typeguard import typechecked
 
 from espnet2_clip import register  # noqa: F401
+from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, build_query_encoder, run_cli
 from espnet2_clip.tasks.clipsep import CLIPSepTask
 from espnet2_clip.utils.chunking import overlap_add
-from espnet2_clip.utils.cpu import flush_denormals
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
 
 Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
-
-
-def build_query_encoder(name: Optional[str], conf: Dict, device: str):
-    """The frozen encoder recorded in a CLIPSep config (``query_encoder``/``_conf``)."""
-    if name == "clip":
-        from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
-
-        return CLIPQueryEncoder(device=device, **conf)
-    if name == "bert":
-        from espnet2_clip.query.bert_encoder import BERTQueryEncoder
-
-        return BERTQueryEncoder(device=device, **conf)
-    raise ValueError(f"this model records no query encoder ({name!r}): pass embeddings as queries")
 
 
 class TextQueriedSeparation:
@@ -173,19 +160,6 @@ def _read_wave(path: str) -> tuple:
     return wave, fs
 
 
-def _load_query(key: str, texts, images, embeddings):
-    if texts is not None:
-        return texts[key]
-    if images is not None:
-        from PIL import Image
-
-        with Image.open(images[key]) as im:
-            return im.convert("RGB")
-    if embeddings is not None:
-        return np.load(embeddings[key])
-    return None
-
-
 def inference(args: argparse.Namespace) -> None:
     """Separate every mixture of ``--mix_scp`` and write wavs + ``spk1.scp``."""
     sep = TextQueriedSeparation(
@@ -193,13 +167,8 @@ def inference(args: argparse.Namespace) -> None:
         query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
     )
     mixtures = read_scp(args.mix_scp)
-    texts = read_scp(args.query_text) if args.query_text else None
-    images = read_scp(args.query_image) if args.query_image else None
-    embeddings = read_scp(args.query_embedding) if args.query_embedding else None
-    for name, table in (("--query_text", texts), ("--query_image", images), ("--query_embedding", embeddings)):
-        if table is not None and set(mixtures) - set(table):
-            missing = sorted(set(mixtures) - set(table))
-            raise ValueError(f"{name} has no query for {len(missing)} mixtures, e.g. {missing[:5]}")
+    queries = QueryLists(args)
+    queries.check_covers(list(mixtures))
     out_dir = Path(args.output_dir)
     wav_dir = out_dir / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +176,7 @@ def inference(args: argparse.Namespace) -> None:
     scps = [dict() for _ in range(num_outputs)]
     for key in tqdm(sorted(mixtures), desc="separate"):
         wave, fs = _read_wave(mixtures[key])
-        est = sep(wave, fs, _load_query(key, texts, images, embeddings))
+        est = sep(wave, fs, queries[key])
         est = est.reshape(num_outputs, -1)
         for i in range(num_outputs):
             path = wav_dir / f"{key}_spk{i + 1}.wav"
@@ -221,31 +190,18 @@ def inference(args: argparse.Namespace) -> None:
 
 def get_parser() -> argparse.ArgumentParser:
     """Argument parser of the inference CLI."""
-    from espnet2.utils.nested_dict_action import NestedDictAction
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_config", required=True)
     parser.add_argument("--model_file", required=True)
     parser.add_argument("--mix_scp", required=True, help="'uttid mixture.wav' list")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--query_text", help="'uttid query text' list (text queries)")
-    group.add_argument("--query_image", help="'uttid image.png' list (image queries)")
-    group.add_argument("--query_embedding", help="'uttid emb.npy' list (precomputed embeddings)")
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--text_prompt", default=None, choices=["single", "ensemble", "none"])
-    parser.add_argument("--query_encoder_conf", action=NestedDictAction, default=None,
-                        help="Overrides of the recorded query encoder options")
-    parser.add_argument("--log_level", default="INFO")
+    add_query_arguments(parser, required=False)  # no query: the non-queried PIT baseline
     return parser
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     """CLI entry point."""
-    args = get_parser().parse_args(cmd)
-    flush_denormals()
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    inference(args)
+    run_cli(get_parser(), inference, cmd)
 
 
 if __name__ == "__main__":

@@ -34,23 +34,14 @@ from tqdm import tqdm
 from typeguard import typechecked
 
 from espnet2_clip import register  # noqa: F401
+from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, build_query_encoder, run_cli
 from espnet2_clip.t2a.mel import GriffinLim, check_same_mel_conf, fit_length
 from espnet2_clip.tasks.clipsonic import CLIPSonicTask
-from espnet2_clip.utils.cpu import flush_denormals
-from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
+from espnet2_clip.utils.fileio import atomic_path, write_scp
 
 Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
 PathOrNone = Optional[Union[Path, str]]
 MEL_MAX = 1.5
-
-
-def build_query_encoder(name: Optional[str], conf: Dict, device: str):
-    """The frozen CLIP recorded in a CLIPSonic config (``query_encoder``/``_conf``)."""
-    if name == "clip":
-        from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
-
-        return CLIPQueryEncoder(device=device, **conf)
-    raise ValueError(f"this model records no query encoder ({name!r}): pass embeddings as queries")
 
 
 class TextToAudio:
@@ -256,21 +247,6 @@ class TextToAudio:
         return self.mel_to_wave(self.generate_mel(query, guidance_scale, num_steps, seed))
 
 
-def _load_query(key: str, texts, images, embeddings):
-    if texts is not None:
-        return texts[key]
-    if images is not None:
-        from PIL import Image
-
-        paths = images[key].split()
-        frames = []
-        for p in paths:
-            with Image.open(p) as im:
-                frames.append(im.convert("RGB"))
-        return frames
-    return np.load(embeddings[key])
-
-
 def inference(args: argparse.Namespace) -> None:
     """Generate one clip per query and write ``wav/<id>.wav`` + ``wav.scp``."""
     t2a = TextToAudio(
@@ -279,12 +255,10 @@ def inference(args: argparse.Namespace) -> None:
         query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
         use_prior=False if args.no_prior else None, num_samples=args.num_samples,
     )
-    texts = read_scp(args.query_text) if args.query_text else None
-    images = read_scp(args.query_image) if args.query_image else None
-    embeddings = read_scp(args.query_embedding) if args.query_embedding else None
-    table = next(t for t in (texts, images, embeddings) if t is not None)
+    queries = QueryLists(args)
+    table = queries.table
     if not table:
-        raise ValueError("the query list is empty")
+        raise ValueError(f"the query list is empty ({queries.option})")
     out_dir = Path(args.output_dir)
     wav_dir = out_dir / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +270,7 @@ def inference(args: argparse.Namespace) -> None:
     scp = {}
     for start in tqdm(range(0, len(keys), args.batch_size), desc="generate"):
         batch = keys[start : start + args.batch_size]
-        waves = t2a.generate([_load_query(key, texts, images, embeddings) for key in batch],
+        waves = t2a.generate([queries[key] for key in batch],
                              guidance_scale=args.guidance_scale, num_steps=args.num_steps,
                              seeds=[args.seed + start + i for i in range(len(batch))])
         for key, wave in zip(batch, waves):
@@ -310,8 +284,6 @@ def inference(args: argparse.Namespace) -> None:
 
 def get_parser() -> argparse.ArgumentParser:
     """Argument parser of the generation CLI."""
-    from espnet2.utils.nested_dict_action import NestedDictAction
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_config", required=True)
     parser.add_argument("--model_file", required=True)
@@ -320,10 +292,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior_config", default=None, help="Diffusion prior config.yaml (text queries -> PD)")
     parser.add_argument("--prior_file", default=None)
     parser.add_argument("--no_prior", action="store_true", help="Ignore a prior recorded in the config (ZS)")
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--query_text", help="'uttid query text' list (text queries)")
-    group.add_argument("--query_image", help="'uttid image.png [image2.png ...]' list (image queries)")
-    group.add_argument("--query_embedding", help="'uttid emb.npy' list (CLIP embeddings)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--guidance_scale", type=float, default=3.0, help="CFG scale w >= 0 (1: no guidance)")
     parser.add_argument("--num_steps", type=int, default=25, help="DDIM steps")
@@ -333,20 +301,13 @@ def get_parser() -> argparse.ArgumentParser:
                         help="Seed of the first query in sorted id order (then +1 per query)")
     parser.add_argument("--batch_size", type=int, default=1,
                         help="Queries sampled together (results do not depend on it beyond float rounding)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--text_prompt", default=None, choices=["single", "ensemble", "none"])
-    parser.add_argument("--query_encoder_conf", action=NestedDictAction, default=None,
-                        help="Overrides of the recorded CLIP options")
-    parser.add_argument("--log_level", default="INFO")
+    add_query_arguments(parser, required=True)
     return parser
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     """CLI entry point."""
-    args = get_parser().parse_args(cmd)
-    flush_denormals()
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    inference(args)
+    run_cli(get_parser(), inference, cmd)
 
 
 if __name__ == "__main__":
