@@ -61,18 +61,8 @@ _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump
 train_cmd local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
 train_args inference_model text_prompt image_queries score_backend results_title paper_results bert_model skip_upload_hf hf_repo corpus_name"
 . "${template_dir}/../scripts/parse_options.sh"
-run=("${template_dir}/../scripts/run_local.sh")
-[ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
+. "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag
 
-if [ "${train_clip}" = true ]; then
-    clip_model=${exp_dir}/clip/open_clip_config.json
-    clip_pretrained=${exp_dir}/clip/open_clip_model.safetensors
-fi
-
-config_value() {  # config_value CONFIG KEY DEFAULT
-    ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
-}
-model_tag() { basename "$1" .yaml | sed 's/^train_//'; }
 encoder_of() { config_value "$1" query_encoder clip; }  # the frozen query encoder of a config
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then

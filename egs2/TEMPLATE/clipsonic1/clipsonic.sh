@@ -77,17 +77,7 @@ local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size
 prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
 gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title"
 . "${template_dir}/../scripts/parse_options.sh"
-run=("${template_dir}/../scripts/run_local.sh")
-[ -n "${train_cmd}" ] || train_cmd=${template_dir}/../scripts/run_local.sh
-
-if [ "${train_clip}" = true ]; then
-    clip_model=${exp_dir}/clip/open_clip_config.json
-    clip_pretrained=${exp_dir}/clip/open_clip_model.safetensors
-fi
-config_value() {  # config_value CONFIG KEY DEFAULT
-    ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
-}
-model_tag() { basename "$1" .yaml | sed 's/^train_//'; }
+. "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag
 models() {  # "TRAIN_QUERY CONFIG" lines
     [ -z "${image_config}" ] || echo "image ${image_config}"
     [ -z "${text_config}" ] || echo "text ${text_config}"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sourced by the stage templates (clipsep1/clipsep.sh, clipsonic1/clipsonic.sh) after their options
+# are parsed: the job runner, the trained-here CLIP paths, and small config helpers.
+scripts_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+run=("${scripts_dir}/run_local.sh")
+[ -n "${train_cmd}" ] || train_cmd=${scripts_dir}/run_local.sh
+
+if [ "${train_clip}" = true ]; then  # stage "train a small CLIP" writes these
+    clip_model=${exp_dir}/clip/open_clip_config.json
+    clip_pretrained=${exp_dir}/clip/open_clip_model.safetensors
+fi
+
+config_value() {  # config_value CONFIG KEY DEFAULT
+    ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
+}
+model_tag() { basename "$1" .yaml | sed 's/^train_//'; }  # exp/<tag> of a conf/train_<tag>.yaml
