@@ -34,6 +34,7 @@ from espnet2_clip.utils.chunking import overlap_add
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
 
 Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
+OUTPUT_LENGTHS = ("input", "istft")
 
 
 class TextQueriedSeparation:
@@ -112,17 +113,24 @@ class TextQueriedSeparation:
         return emb.to(self.device)
 
     @torch.no_grad()
-    def __call__(self, mixture: Union[np.ndarray, torch.Tensor], fs: int, query: Optional[Query] = None) -> np.ndarray:
+    def __call__(self, mixture: Union[np.ndarray, torch.Tensor], fs: int, query: Optional[Query] = None,
+                 output_length: str = "input") -> np.ndarray:
         """Separate.
 
         Args:
             mixture: (N,) mono or (N, C) multi-channel wave (downmixed).
             fs: Sample rate of ``mixture`` (resampled to the model's rate and back).
             query: Text, image(s), or an embedding; None only for the PIT baseline.
+            output_length: "input": N samples; "istft": only the samples that an inverse STFT
+                without a length reconstructs from the model's frames, ``hop * (N' // hop)`` at
+                the model's rate N' (65,280 of a 65,535-sample clip), as the official evaluation
+                scores them.
 
         Returns:
-            (N,) estimate at ``fs``; (num_outputs, N) for non-queried models.
+            (L,) estimate at ``fs``; (num_outputs, L) for non-queried models.
         """
+        if output_length not in OUTPUT_LENGTHS:
+            raise ValueError(f"output_length must be one of {OUTPUT_LENGTHS}, got {output_length!r}")
         wave = torch.as_tensor(np.asarray(mixture), dtype=torch.float32)
         if wave.dim() == 2:
             wave = wave.mean(dim=1)
@@ -138,8 +146,13 @@ class TextQueriedSeparation:
             return self.model.separate(chunks, q)[0]
 
         est = overlap_add(separate_chunks, resampled, self.clip_samples, self.hop)
-        est = self._resample(est.cpu(), self.sample_rate, fs)[..., : wave.shape[0]]
-        est = torch.nn.functional.pad(est, (0, wave.shape[0] - est.shape[-1]))
+        length = wave.shape[0]
+        if output_length == "istft":
+            hop = self.model.frontend.hop_length
+            est = est[..., : hop * (est.shape[-1] // hop)]
+            length = est.shape[-1] * fs // self.sample_rate
+        est = self._resample(est.cpu(), self.sample_rate, fs)[..., :length]
+        est = torch.nn.functional.pad(est, (0, length - est.shape[-1]))
         out = est.numpy()
         return out[0] if out.shape[0] == 1 else out
 
@@ -176,7 +189,7 @@ def inference(args: argparse.Namespace) -> None:
     scps = [dict() for _ in range(num_outputs)]
     for key in tqdm(sorted(mixtures), desc="separate"):
         wave, fs = _read_wave(mixtures[key])
-        est = sep(wave, fs, queries[key])
+        est = sep(wave, fs, queries[key], output_length=args.output_length)
         est = est.reshape(num_outputs, -1)
         for i in range(num_outputs):
             path = wav_dir / f"{key}_spk{i + 1}.wav"
@@ -195,6 +208,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_file", required=True)
     parser.add_argument("--mix_scp", required=True, help="'uttid mixture.wav' list")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--output_length", default="input", choices=OUTPUT_LENGTHS,
+                        help="input: as long as the mixture; istft: the samples a length-free inverse STFT "
+                        "reconstructs (65,280 of a 65,535-sample clip), as the official evaluation scores them")
     add_query_arguments(parser, required=False)  # no query: the non-queried PIT baseline
     return parser
 

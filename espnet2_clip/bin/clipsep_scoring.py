@@ -38,10 +38,11 @@ from espnet2_clip.metrics.stats import result_markdown, summarize_scores
 from espnet2_clip.utils.fileio import read_scp, write_scp, write_text_atomic
 
 PROTOCOL = (
+    "estimate clipped to [-1, 1]; references and mixture truncated to the estimate length "
+    "(the official length-free iSTFT: 65,280 of 65,535 samples); "
     "museval.metrics.bss_eval(refs=[target, interference], ests=[est, mix - est], "
     "window=inf, hop=inf, compute_permutation=False, filters_len=512); target row only; "
-    "references truncated to the estimate length; mixtures with a silent signal "
-    "(sum|x| <= 1e-5) skipped"
+    "mixtures with a silent signal (sum|x| <= 1e-5) skipped"
 )
 
 REFERENCE_KINDS = ("ref", "interf", "mix")
@@ -72,7 +73,7 @@ def score_utterance(
     ests = []
     for i, path in enumerate(est_paths):
         est, rate = read_wav_mono(path)
-        ests.append(est)
+        ests.append(np.clip(est, -1.0, 1.0))  # as the official scorer (a 16-bit wav could not hold more)
         rates["est" if len(est_paths) == 1 else f"est{i + 1}"] = (path, rate)
     if len({rate for _, rate in rates.values()}) != 1:
         detail = ", ".join(f"{label}={path} ({rate} Hz)" for label, (path, rate) in rates.items())

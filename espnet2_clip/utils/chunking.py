@@ -17,7 +17,9 @@ def overlap_add(
         hop: hop between chunks (``hop < window`` gives sine-squared cross-fades).
 
     Returns:
-        (C, N) outputs.
+        (C, N) outputs. The signal's two ends are covered by one chunk only and keep its output
+        as it is (no fade there), so a signal that fits one window gives exactly ``process``'s
+        output.
     """
     if not 0 < hop <= window:
         raise ValueError(f"need 0 < hop <= window, got hop={hop}, window={window}")
@@ -31,10 +33,16 @@ def overlap_add(
     else:
         fade = torch.ones(window, dtype=wave.dtype)
     fade = fade.to(wave.device)
+    half = window // 2
     total = padded.new_zeros(outputs.shape[1], padded.shape[-1])
     norm = padded.new_zeros(padded.shape[-1])
     for i in range(num_chunks):
+        weight = fade.clone()
+        if i == 0:  # nothing before the first chunk to fade into
+            weight[:half] = 1.0
+        if i == num_chunks - 1:  # nor after the last one
+            weight[half:] = 1.0
         span = slice(i * hop, i * hop + window)
-        total[:, span] += outputs[i] * fade
-        norm[span] += fade
+        total[:, span] += outputs[i] * weight
+        norm[span] += weight
     return (total / norm.clamp_min(1e-8))[:, :length]

@@ -149,3 +149,26 @@ def test_oracle_selection_keeps_the_better_estimate(tmp_path):
     assert res["selection"].startswith("oracle")
     assert res["estimate"]["SDR"]["mean"] > single["estimate"]["SDR"]["mean"]
     assert "oracle" in (out / "result.md").read_text()
+
+
+def test_official_lengths_and_clipping(tmp_path):
+    """As the official scorer: a 65,280-sample estimate (length-free iSTFT of a 65,535-sample clip) is
+    scored against the references truncated to it, after clipping the estimate to [-1, 1]."""
+    rng = np.random.default_rng(7)
+    n, n_est = 65535, 65280
+    s1 = 0.4 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)
+    s2 = 0.3 * rng.standard_normal(n)
+    est = s1[:n_est] + 0.05 * rng.standard_normal(n_est)
+    est[1000:1100] = 1.8  # a burst that a 16-bit file could not hold: clipped to 1
+    files = {}
+    for name, x in (("spk1", s1), ("spk2", s2), ("mix", s1 + s2), ("est", est)):
+        sf.write(tmp_path / f"{name}.wav", x, SR, subtype="DOUBLE")
+        (tmp_path / f"{name}.scp").write_text(f"u0 {tmp_path / f'{name}.wav'}\n")
+        files[name] = str(tmp_path / f"{name}.scp")
+    result = run_scoring(files["spk1"], files["spk2"], files["mix"], files["est"], str(tmp_path / "out"), "museval")
+    clipped = np.clip(est, -1, 1)
+    expected = target_sdr_sir_sar(s1[:n_est], s2[:n_est], clipped, (s1 + s2)[:n_est] - clipped, backend="museval")
+    assert result["estimate"]["SDR"]["mean"] == pytest.approx(expected.sdr, abs=1e-9)
+    unclipped = target_sdr_sir_sar(s1[:n_est], s2[:n_est], est, backend="museval")
+    assert abs(unclipped.sdr - expected.sdr) > 0.1  # the clipping matters on this signal
+    assert "clipped to [-1, 1]" in result["protocol"]

@@ -19,3 +19,19 @@ def test_multiple_outputs_and_bad_hop():
     assert torch.allclose(out[1], -wave, atol=1e-5)
     with pytest.raises(ValueError, match="hop"):
         overlap_add(lambda c: c.unsqueeze(1), wave, window=100, hop=0)
+
+
+@pytest.mark.parametrize("window", [100, 65535])
+def test_one_window_gives_the_process_output_exactly(window):
+    """A signal that fits one window keeps the model's output as it is, ends included (a
+    sine-squared fade of 65535 samples is ~1e-9 at the first sample: it must not be divided out)."""
+    wave = torch.randn(window, dtype=torch.float64)
+    gain = torch.linspace(0.5, 2.0, window, dtype=torch.float64)
+    out = overlap_add(lambda chunks: (chunks * gain).unsqueeze(1), wave, window=window, hop=window // 2)
+    torch.testing.assert_close(out[0], wave * gain, rtol=0, atol=1e-12)
+
+
+def test_ends_of_a_long_signal_are_not_faded():
+    wave = torch.randn(70000, dtype=torch.float64)
+    out = overlap_add(lambda chunks: chunks.unsqueeze(1), wave, window=65535, hop=32767)
+    torch.testing.assert_close(out[0], wave, rtol=0, atol=1e-9)
