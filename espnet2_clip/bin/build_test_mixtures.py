@@ -13,7 +13,9 @@ sources are divided by 2 and summed, with no gain and no normalisation.
 Writes (ESPnet's convention: references as they are in the mixture) ``wav.scp`` (s1/2 + s2/2),
 ``spk1.scp`` (s1/2), ``spk2.scp`` (s2/2), ``text`` and ``label`` (the target's label; MUSIC
 labels keep their underscores), ``interference_label``, ``query_image.scp`` (the target's
-centre frame ``FRAMES_DIR/{c:06d}.jpg``), and ``build_report.json`` (counts, skipped pairs).
+frames ``c - 1, c, c + 1`` as ``FRAMES_DIR/{i:06d}.jpg``, space-separated: the image query is the
+mean CLIP embedding of the three, as the official evaluation; a neighbour missing at an end of
+the video is left out; a path with spaces is shell-quoted), and ``build_report.json`` (counts, skipped pairs).
 
 A pair is skipped and counted (never fatal) when a clip was not obtained (absent from
 ``--wav_scp``), when a clip's audio is shorter than one test clip, or when the target's frame
@@ -23,6 +25,7 @@ at the centre is missing. Exit status 1 only when no mixture at all could be bui
 import argparse
 import json
 import logging
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -87,21 +90,28 @@ def read_segment(path: str, center_frame: int, clip_samples: int, fs: int, fps: 
     return out, (lo, hi) != (start, stop)
 
 
-def centre_frame_path(frames_dir: str, center_frame: int) -> Path:
-    return Path(frames_dir) / f"{center_frame:06d}.jpg"
+def frame_path(frames_dir: str, frame: int) -> Path:
+    return Path(frames_dir) / f"{frame:06d}.jpg"
+
+
+def query_frame_paths(frames_dir: str, center_frame: int, context: int = 1) -> List[Path]:
+    """The frames ``c - context .. c + context`` that exist (the centre frame must)."""
+    frames = [frame_path(frames_dir, i) for i in range(center_frame - context, center_frame + context + 1)]
+    return [f for f in frames if f.is_file()]
 
 
 def build_one(pair: EvalPair, wavs: Dict[str, str], frames: Dict[str, str], clip_samples: int, fs: int,
-              fps: float) -> Tuple[np.ndarray, np.ndarray, Path, int]:
+              fps: float) -> Tuple[np.ndarray, np.ndarray, List[Path], int]:
     for role, clip in (("target", pair.target_id), ("interference", pair.interf_id)):
         if clip not in wavs:
             raise SkipPair("not_obtained", f"{role} {clip} was not obtained (missing download or extraction)")
     if pair.target_id not in frames:
         raise SkipPair("no_frames", f"target {pair.target_id} has no frames")
-    query = centre_frame_path(frames[pair.target_id], pair.target_center_frame)
-    if not query.is_file():
+    centre = frame_path(frames[pair.target_id], pair.target_center_frame)
+    if not centre.is_file():
         raise SkipPair("no_centre_frame",
-                       f"target {pair.target_id}: frame {pair.target_center_frame} at the centre is missing ({query})")
+                       f"target {pair.target_id}: frame {pair.target_center_frame} at the centre is missing ({centre})")
+    query = query_frame_paths(frames[pair.target_id], pair.target_center_frame)
     s1, pad1 = read_segment(wavs[pair.target_id], pair.target_center_frame, clip_samples, fs, fps,
                             f"target {pair.target_id}")
     s2, pad2 = read_segment(wavs[pair.interf_id], pair.interf_center_frame, clip_samples, fs, fps,
@@ -139,7 +149,7 @@ def build_test_mixtures(pairs: Sequence[EvalPair], wavs: Dict[str, str], frames:
         tables["text"][key] = pair.target_label
         tables["label"][key] = pair.target_label
         tables["interference_label"][key] = pair.interf_label
-        tables["query_image.scp"][key] = str(query.resolve())
+        tables["query_image.scp"][key] = " ".join(shlex.quote(str(q.resolve())) for q in query)
     for name, table in tables.items():
         write_scp(out_dir / name, table)
     report = {

@@ -11,7 +11,7 @@ Layout written by :func:`generate_world` under ``out``::
     world.json                          classes, config, counts, protocol notes
     videos/{train,valid}/<uttid>.mp4    h264 + AAC (16 kHz mono) videos, one object + its sound
     images/clip_train/<id>.png          captioned stills, rendered independently of the videos
-    images/query/<mixid>.png            a frame of each test target object (image query)
+    images/query/<target>_f{1,2,3}.png   3 consecutive frames of each test target (image query)
     wav/test_target/<id>.wav            clean held-out target sounds (PCM16, 16 kHz)
     wav/interference/<id>.wav           the interference pool (PCM16, 16 kHz)
     wav/test_mix/<mixid>.wav            mixtures (s1 + s2) / 2; <mixid>_spk{1,2}.wav = s1/2, s2/2
@@ -33,8 +33,10 @@ this option (the noise has its own random stream), so worlds with and without no
 by the noise.
 """
 
+import copy
 import dataclasses
 import json
+import shlex
 import multiprocessing as mp
 import shutil
 import sys
@@ -76,7 +78,8 @@ _TEXTURE_WORD = {"plain": "plain", "striped": "striped", "dotted": "dotted", "ch
 
 # random streams (second entry of every item's seed sequence)
 _TRAIN, _VALID, _CLIP, _TARGET, _INTERF, _NOISE, _MIX = 1, 2, 3, 4, 5, 6, 7
-VERSION = 1
+VERSION = 2  # 2: three query frames per test target (was one)
+QUERY_FRAMES = 3
 
 
 @dataclass
@@ -206,10 +209,12 @@ def clip_image_item(cfg: WorldConfig, cls: int, idx: int):
 
 
 def target_item(cfg: WorldConfig, cls: int, idx: int):
-    """Held-out test target: clean sound of ``mix_samples`` samples + a frame of its object."""
+    """Held-out test target: clean sound of ``mix_samples`` samples + ``QUERY_FRAMES`` consecutive
+    frames of its object (the image query: the mean embedding of frames c-1, c, c+1)."""
     rng = _rng(cfg, _TARGET, cls, idx)
-    img = _render(cfg, rng, cls, 1)[0]
-    return _quantize(_class_sound(cfg, rng, cls, cfg.mix_samples)), img
+    frames = _render(cfg, copy.deepcopy(rng), cls, QUERY_FRAMES)
+    _render(cfg, rng, cls, 1)  # the sound draws after one frame, as in version 1 worlds
+    return _quantize(_class_sound(cfg, rng, cls, cfg.mix_samples)), frames
 
 
 def interference_item(cfg: WorldConfig, cls: int, idx: int) -> np.ndarray:
@@ -268,12 +273,13 @@ def _job(args):
         cls, idx = a, b
         name = CLASSES[cls][0]
         wav = out / "wav" / "test_target" / f"target_{name}_{idx:04d}.wav"
-        png = out / "images" / "query" / f"target_{name}_{idx:04d}.png"
-        if not (wav.is_file() and png.is_file()):
-            x, img = target_item(cfg, cls, idx)
+        pngs = [out / "images" / "query" / f"target_{name}_{idx:04d}_f{i + 1}.png" for i in range(QUERY_FRAMES)]
+        if not (wav.is_file() and all(p.is_file() for p in pngs)):
+            x, frames = target_item(cfg, cls, idx)
             _write_wav(wav, x, cfg.fs)
-            _write_png(png, img)
-        return kind, (cls, idx, str(wav), str(png))
+            for png, img in zip(pngs, frames):
+                _write_png(png, img)
+        return kind, (cls, idx, str(wav), " ".join(shlex.quote(str(p)) for p in pngs))
     if kind == "interf":
         cls, idx = a, b
         wav = out / "wav" / "interference" / f"interf_{CLASSES[cls][0]}_{idx:04d}.wav"

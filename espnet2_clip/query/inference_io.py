@@ -3,13 +3,12 @@ query encoder recorded in a training config, the query lists of the CLIs and the
 
 import argparse
 import logging
-import os
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
 from espnet2_clip.utils.cpu import flush_denormals
-from espnet2_clip.utils.fileio import read_scp
+from espnet2_clip.utils.fileio import read_scp, split_paths
 
 
 def build_query_encoder(name: Optional[str], conf: Dict, device: str):
@@ -74,10 +73,11 @@ class QueryLists:
 
 
 def _load_frames(value: str) -> list:
-    """One image path (which may contain spaces) or several space-separated paths -> RGB frames."""
+    """One image path (which may contain spaces) or several space-separated (shell-quoted) paths
+    -> RGB frames."""
     from PIL import Image
 
-    paths = [value] if os.path.isfile(value) else value.split()
+    paths = split_paths(value)
     frames = []
     for path in paths:
         try:

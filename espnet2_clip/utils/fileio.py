@@ -2,9 +2,10 @@
 
 import contextlib
 import os
+import shlex
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Union
+from typing import Dict, Iterator, List, Mapping, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -71,3 +72,9 @@ def write_scp(path: PathLike, entries: Mapping[str, str]) -> None:
             raise ValueError(f"{path}: invalid id {key!r} (ids may not be empty or contain spaces)")
         lines.append(f"{key} {entries[key]}\n")
     write_text_atomic(path, "".join(lines))
+
+
+def split_paths(value: str) -> List[str]:
+    """The paths of an scp value: one path (which may contain spaces) or several space-separated,
+    shell-quoted paths (``query_image.scp``: the frames of one image query)."""
+    return [value] if os.path.isfile(value) else shlex.split(value)

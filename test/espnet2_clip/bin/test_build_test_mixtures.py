@@ -71,10 +71,14 @@ def test_mixtures_exact_and_skips_counted(tmp_path):
     raw2, _ = sf.read(clips["intBBBBBBBB"][0], dtype="float32")
     c2 = centre_sample(6, 1.0, FS)
     np.testing.assert_allclose(s2, raw2[c2 - L // 2: c2 - L // 2 + L] / 2, atol=1e-7)
-    # labels as they are (MUSIC underscores kept); the query image is the target's centre frame
+    # labels as they are (MUSIC underscores kept); the image query is the target's frames c-1, c, c+1
     assert read_scp(out / "text") == {key: "dog barking", "0004_acoustic_gu_intBBBBBBBB": "acoustic_guitar"}
     assert read_scp(out / "interference_label")[key] == "vehicle horn, car horn, honking"
-    assert read_scp(out / "query_image.scp")[key].endswith("tgtAAAAAAAA/000005.jpg")
+    frames = read_scp(out / "query_image.scp")[key].split()
+    assert [f[-len("tgtAAAAAAAA/000004.jpg"):] for f in frames] == [
+        f"tgtAAAAAAAA/{i:06d}.jpg" for i in (4, 5, 6)]
+    # at the start of a video only the frames that exist (centre 2: frames 1, 2, 3; centre 1: 1, 2)
+    assert len(read_scp(out / "query_image.scp")["0004_acoustic_gu_intBBBBBBBB"].split()) == 3
     # zero-padded at the start where the window passes the beginning of the file (official loader)
     pad, _ = sf.read(read_scp(out / "spk1.scp")["0004_acoustic_gu_intBBBBBBBB"], dtype="float32")
     assert pad.shape == (L,) and np.all(pad[: L // 2 - centre_sample(2, 1.0, FS)] == 0)

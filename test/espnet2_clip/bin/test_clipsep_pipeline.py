@@ -211,3 +211,65 @@ def test_pit_without_query_separates_into_complements_and_is_oracle_scored(tmp_p
                                          [str(out / "spk1.scp"), str(out / "spk2.scp")], str(out / "scoring"), "fast")
     assert result["count"] == 2 and result["selection"].startswith("oracle")
     assert (out / "scoring" / "selected").read_text().count("\n") == 2
+
+
+def _separator(exp, tiny_clip_dir):
+    """The trained model with absolute CLIP paths (the pack test rewrites config.yaml relative to its cwd)."""
+    from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+
+    clip = {"model_name": str(tiny_clip_dir / "open_clip_config.json"),
+            "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors")}
+    return TextQueriedSeparation(exp / "config.yaml", exp / "valid.loss.best.pth", query_encoder_conf=clip)
+
+
+def test_official_length_is_the_length_free_istft(trained, tiny_clip_dir):
+    """``output_length="istft"`` keeps what the official evaluation scores: the inverse STFT without a
+    length of the soft-masked mixture (hop * (N // hop) samples: 65,280 of 65,535 at the paper's hop)."""
+    _, exp = trained
+    sep = _separator(exp, tiny_clip_dir)
+    mixture = np.random.default_rng(3).standard_normal(CLIP).astype(np.float32) * 0.1
+    official = sep(mixture, SR, "a pure tone", output_length="istft")
+    full = sep(mixture, SR, "a pure tone")
+    hop = sep.model.frontend.hop_length
+    assert official.shape == (hop * (CLIP // hop),) == (4032,) and full.shape == (CLIP,)
+    # by hand: soft mask (un-warped) times the mixture STFT, iSTFT with no length
+    model, x = sep.model, torch.from_numpy(mixture)[None]
+    with torch.no_grad():
+        spec = model.frontend.stft(x)
+        masks = model.head.masks(model.features(model.frontend.warp(spec.abs())), sep.embed_query("a pure tone"))
+        est = model.frontend.istft(spec * model.frontend.unwarp(masks[:, 0]))
+    np.testing.assert_allclose(official, est[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(full[: len(official)], official, atol=1e-6)
+    with pytest.raises(ValueError, match="output_length"):
+        sep(mixture, SR, "a pure tone", output_length="half")
+
+
+def test_image_query_is_the_mean_embedding_of_three_frames(trained, tmp_path, tiny_clip_dir):
+    """The test image query (frames c-1, c, c+1, as build_test_mixtures lists them) is the mean CLIP
+    embedding of the three frames, not the centre frame's."""
+    import shlex
+
+    from PIL import Image
+
+    from espnet2_clip.query.inference_io import QueryLists, add_query_arguments
+
+    _, exp = trained
+    sep = _separator(exp, tiny_clip_dir)
+    folder = tmp_path / "frames of a video"
+    folder.mkdir()
+    paths = []
+    for i, colour in enumerate(((250, 10, 10), (10, 250, 10), (10, 10, 250))):
+        paths.append(folder / f"{i + 4:06d}.jpg")
+        Image.new("RGB", (40, 40), colour).save(paths[-1])
+    (tmp_path / "query_image.scp").write_text("m0 " + " ".join(shlex.quote(str(p)) for p in paths) + "\n")
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_query_arguments(parser, required=False)
+    frames = QueryLists(parser.parse_args(["--query_image", str(tmp_path / "query_image.scp")]))["m0"]
+    assert len(frames) == 3
+    query = sep.embed_query(frames)
+    each = sep.query_encoder.encode_images(frames)
+    assert each.shape[0] == 3 and not torch.allclose(each[0], each[1], atol=1e-4)
+    torch.testing.assert_close(query[0], each.mean(0))
+    assert not torch.allclose(query[0], each[1], atol=1e-4)  # not the centre frame alone

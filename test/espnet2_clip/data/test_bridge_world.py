@@ -76,8 +76,12 @@ def test_test_mixtures(world):
     q = read_scp(tm / "query_image.scp")
     from PIL import Image
 
-    img = np.asarray(Image.open(next(iter(q.values()))))
-    assert img.shape == (cfg.frame_size, cfg.frame_size, 3)
+    from espnet2_clip.utils.fileio import split_paths
+
+    # the image query: 3 consecutive frames of the target object (mean embedding of c-1, c, c+1)
+    frames = [np.asarray(Image.open(p)) for p in split_paths(next(iter(q.values())))]
+    assert len(frames) == 3 and all(f.shape == (cfg.frame_size, cfg.frame_size, 3) for f in frames)
+    assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2])
 
 
 def test_determinism_by_seed(tmp_path):
