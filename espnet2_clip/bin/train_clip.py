@@ -44,7 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--load_size", type=int, default=None,
                    help="preload resolution (default 1.25 x the model's image size)")
     p.add_argument("--eval_labels", default=None,
-                   help="zero-shot check on held-out images: 'auto' (classes of <data_dir>/label), "
+                   help="zero-shot check on held-out images: 'auto' (classes of <data_dir>/label; "
+                        "skipped with a log line when there is no label file), "
                         "'a,b,c' or a file with one class name per line")
     p.add_argument("--eval_fraction", type=float, default=0.1)
     p.add_argument("--eval_template", action="append", default=None,

@@ -304,8 +304,12 @@ def _train(
     eval_idx: List[int] = []
     eval_y: List[int] = []
     classnames = None
+    label_file = data_dir / "label"
+    if eval_labels == "auto" and not label_file.is_file():
+        logger.info(f"zero-shot check skipped: {label_file} not found (--eval_labels auto takes the classes "
+                    "from it; the check is optional)")
+        eval_labels = None
     if eval_labels:
-        label_file = data_dir / "label"
         if not label_file.is_file():
             raise FileNotFoundError(f"--eval_labels needs {label_file} (lines 'uttid class')")
         labels = read_scp(label_file)

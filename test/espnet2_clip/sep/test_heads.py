@@ -143,3 +143,23 @@ def test_label_query():
         query(torch.tensor([3]))
     with pytest.raises(ValueError, match="integer"):
         query(torch.randn(2, 4))
+
+
+def test_nit_permutation_minimum_is_per_sample():
+    """Two mixtures whose best noise-head assignments differ: each keeps its own best (a batch-level
+    minimum would force one assignment on both and give a larger loss)."""
+    targets = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]] * 2)  # (2 mixtures, 2 sources, 1, 2)
+    weight = torch.ones(2, 1, 2)
+    good = targets * 0.98 + 0.01
+    slots = good.clone()
+    slots[1] = good[1].flip(0)  # mixture 1: its slots are swapped, mixture 0: direct
+    loss = two_way_permutation_loss(lambda i, j: slots[:, j], targets, weight)
+    assert loss.shape == (2,)
+
+    def assignment(order):
+        return torch.stack([weighted_bce(slots[:, j], targets[:, i], weight) for i, j in enumerate(order)]).mean(0)
+
+    direct, swapped = assignment((0, 1)), assignment((1, 0))
+    assert direct[0] < swapped[0] and swapped[1] < direct[1]
+    torch.testing.assert_close(loss, torch.stack([direct[0], swapped[1]]))
+    assert loss.mean() < min(direct.mean(), swapped.mean()) - 0.5
