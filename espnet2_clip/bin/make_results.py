@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""Write a recipe's RESULTS.md: configuration, the paper-style table, training time, a figure.
+"""Write a recipe's RESULTS.md: configuration, the paper's Table 1 layout, details per test set,
+training time, a figure.
 
     python -m espnet2_clip.bin.make_results --exp_dir exp --tags "clipsep clipsep_nit" \\
-        --test_dir dump/test_mix --output RESULTS.md [--world_dir world] [--title CLIPSep]
+        --dump_dir dump --test_sets "test_mix:VGGSound-Clean+ test_music_plus:MUSIC+" \\
+        --output RESULTS.md [--world_dir world] [--title CLIPSep] [--paper_results conf/paper_results.yaml]
 
-Rows: the mixture, then every scored ``exp/<tag>/decode_<query>/scoring/result.json``.
+Scores are read from ``exp/<tag>/decode_<query>/<test set>/scoring/result.json``. The first table
+has the paper's Table 1 layout: one row per system (the mixture first), per test set the mean SDR
+± standard error and the median, each with the paper's value beside it when ``--paper_results``
+gives one. A table per test set follows with SDRi, SIR, SAR and the number of mixtures.
 """
 
 import argparse
@@ -13,14 +18,15 @@ import platform
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
 
-from espnet2_clip.metrics.stats import format_results_table, mixture_row
+from espnet2_clip.metrics.stats import fmt_value, format_results_table, mean_pm, mixture_row
 from espnet2_clip.utils.fileio import read_scp, write_text_atomic
 
 DISPLAY_NAMES = {
@@ -36,6 +42,7 @@ QUERY_NAMES = {
     "none": "non-queried, oracle selection",
 }
 QUERY_ORDER = ("text", "image", "label", "none")
+MIXTURE = "Mixture"
 
 
 def display_name(tag: str) -> str:
@@ -50,14 +57,32 @@ def training_seconds(log: Path) -> Optional[int]:
     return int(found[-1]) if found else None
 
 
-def collect_rows(exp_dir: Path, tags: Sequence[str]) -> List[Tuple[str, dict, str]]:
-    """``(row name, result, tag)`` of every scored decode dir, in tag then query order."""
+def row_name(tag: str, query: str) -> str:
+    return f"{display_name(tag)} ({QUERY_NAMES[query]})"
+
+
+def parse_test_sets(spec: str) -> List[Tuple[str, str]]:
+    """``"test_mix:VGGSound-Clean+ test_music_plus:MUSIC+"`` -> ``[(dir, title), ...]`` (title
+    defaults to the dir name)."""
+    sets = []
+    for entry in spec.split():
+        name, _, title = entry.partition(":")
+        if not name:
+            raise ValueError(f"--test_sets: empty test set name in '{entry}' (expected DIR or DIR:TITLE)")
+        sets.append((name, title or name))
+    if not sets:
+        raise ValueError("--test_sets: no test set given")
+    return sets
+
+
+def collect_rows(exp_dir: Path, tags: Sequence[str], test_set: str) -> List[Tuple[str, dict, str]]:
+    """``(row name, result, tag)`` of every scored decode of ``test_set``, in tag then query order."""
     rows = []
     for tag in tags:
         for query in QUERY_ORDER:
-            path = exp_dir / tag / f"decode_{query}" / "scoring" / "result.json"
+            path = exp_dir / tag / f"decode_{query}" / test_set / "scoring" / "result.json"
             if path.is_file():
-                rows.append((f"{display_name(tag)} ({QUERY_NAMES[query]})", json.loads(path.read_text()), tag))
+                rows.append((row_name(tag, query), json.loads(path.read_text()), tag))
     return rows
 
 
@@ -135,34 +160,89 @@ def plot_example(exp_dir: Path, tag: str, test_dir: Path, out_png: Path, model_f
     return key
 
 
-def load_paper_results(path: Path) -> Tuple[str, Dict[str, str], str]:
+@dataclass
+class PaperResults:
+    """The paper's numbers: ``cells[row name][test set title] = {"mean": "9.71 ± 1.21", "median": "8.73"}``."""
+
+    source: str
+    cells: Dict[str, Dict[str, Dict[str, str]]]
+
+    def cell(self, row: str, test_set: str, stat: str) -> str:
+        return self.cells.get(row, {}).get(test_set, {}).get(stat, "–")
+
+
+def load_paper_results(path: Path) -> PaperResults:
     """Read the paper's numbers to print beside ours.
 
-    The YAML file has ``column`` (the column title), ``source`` (where the numbers come from)
-    and ``rows``: ``{row name as in our table: cell text}``, e.g.
-    ``"CLIPSep-Text (text-queried)": "7.91"``.
-
-    Returns:
-        (column title, {row name: cell}, source)
+    The YAML file has ``source`` (where the numbers come from) and ``rows``: ``{row name as in our
+    table: {test set title: {mean: "9.71 ± 1.21", median: "8.73"}}}`` ("–" or no entry: the paper
+    has no such cell).
     """
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read the paper results {path}: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("rows"), dict):
-        raise ValueError(f"{path}: expected a mapping with 'rows: {{row name: value}}' (and 'column', 'source')")
-    rows = {str(name): str(value) for name, value in data["rows"].items()}
-    return str(data.get("column", "Paper")), rows, str(data.get("source", path))
+        raise ValueError(f"{path}: expected a mapping with 'source' and 'rows: {{row name: {{test set: "
+                         "{mean: ..., median: ...}}}}'")
+    cells: Dict[str, Dict[str, Dict[str, str]]] = {}
+    for row, sets in data["rows"].items():
+        if not isinstance(sets, dict):
+            raise ValueError(f"{path}: row '{row}': expected {{test set: {{mean: ..., median: ...}}}}, got {sets!r}")
+        cells[str(row)] = {}
+        for test_set, stats in sets.items():
+            if not isinstance(stats, dict) or set(stats) - {"mean", "median"}:
+                raise ValueError(f"{path}: row '{row}', test set '{test_set}': expected {{mean: ..., median: ...}}, "
+                                 f"got {stats!r}")
+            cells[str(row)][str(test_set)] = {k: str(v) for k, v in stats.items()}
+    return PaperResults(str(data.get("source", path)), cells)
 
 
-def make_results(exp_dir: Path, tags: Sequence[str], test_dir: Path, output: Path, title: str,
-                 world_dir: Optional[Path] = None, notes: Sequence[str] = (),
+def table1(test_sets: Sequence[Tuple[str, str]], results: Mapping[str, Mapping[str, dict]],
+           row_order: Sequence[str], paper: Optional[PaperResults]) -> str:
+    """The paper's Table 1 layout: per test set, mean SDR ± s.e. and median (paper value beside each).
+
+    Args:
+        test_sets: ``(dir, title)`` pairs, in column order.
+        results: ``{test set dir: {row name: result.json dict}}`` (the mixture row included).
+        row_order: Row names in table order.
+        paper: The paper's numbers, or None.
+    """
+    header, align = ["System"], ["---"]
+    for _, title in test_sets:
+        for stat in ("mean SDR ± s.e.", "median SDR"):
+            header.append(f"{title} {stat}")
+            align.append("---:")
+            if paper:
+                header.append("paper")
+                align.append("---:")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for row in row_order:
+        cells = [row.replace("|", "\\|")]
+        for name, title in test_sets:
+            sdr = results.get(name, {}).get(row, {}).get("estimate", {}).get("SDR")
+            for stat, ours in (("mean", mean_pm(sdr)), ("median", fmt_value((sdr or {}).get("median")))):
+                cells.append(ours)
+                if paper:
+                    cells.append(paper.cell(row, title, stat))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def make_results(exp_dir: Path, tags: Sequence[str], dump_dir: Path, test_sets: Sequence[Tuple[str, str]],
+                 output: Path, title: str, world_dir: Optional[Path] = None, notes: Sequence[str] = (),
                  model_file: str = "valid.loss.best.pth", paper_results: Optional[Path] = None) -> str:
     paper = load_paper_results(paper_results) if paper_results else None
-    rows = collect_rows(exp_dir, tags)
-    if not rows:
-        raise ValueError(f"no scored results under {exp_dir}/<tag>/decode_*/scoring for tags {list(tags)}")
-    table_rows = [mixture_row(rows[0][1])] + [(name, result) for name, result, _ in rows]
+    rows = {name: collect_rows(exp_dir, tags, name) for name, _ in test_sets}
+    if not any(rows.values()):
+        raise ValueError(f"no scored results under {exp_dir}/<tag>/decode_*/<test set>/scoring for tags "
+                         f"{list(tags)} and test sets {[n for n, _ in test_sets]}")
+    results = {name: dict([mixture_row(found[0][1])] if found else []) for name, found in rows.items()}
+    for name, found in rows.items():
+        results[name].update((row, result) for row, result, _ in found)
+    row_order = [MIXTURE] + list(dict.fromkeys(row for found in rows.values() for row, _, _ in found))
+    if paper:
+        row_order += [row for row in paper.cells if row not in row_order]
     text = [f"# {title} results\n", "## Environment\n", environment()]
     if world_dir is not None and (world_dir / "world.json").is_file():
         world = json.loads((world_dir / "world.json").read_text())
@@ -170,25 +250,32 @@ def make_results(exp_dir: Path, tags: Sequence[str], test_dir: Path, output: Pat
                     f"counts {json.dumps(world.get('counts', {}))})\n")
     text += [f"- {note}\n" for note in notes]
     text.append(
-        "\n## Test set: text-queried separation\n\n"
-        f"Test mixtures: `{test_dir}` ({rows[0][1].get('count')} scored). SDR/SIR/SAR: BSS-eval v4 "
-        "(museval `bss_eval`, whole clip, references [target, interference], estimates "
-        "[estimate, mixture - estimate], target kept), mean ± standard error (ddof 1) and median, dB. "
-        "SDRi = SDR(estimate) - SDR(mixture).\n\n"
+        "\n## SDR (the paper's Table 1 layout)\n\n"
+        "SDR: BSS-eval v4 (museval `bss_eval`, whole clip, references [target, interference], estimates "
+        "[estimate, mixture - estimate], target kept; estimate clipped to [-1, 1], references truncated to "
+        "the length-free iSTFT of the estimate), mean ± standard error (ddof 1) and median, dB.\n\n"
     )
-    text.append(format_results_table(table_rows, reference=paper[:2] if paper else None))
+    text.append(table1(test_sets, results, row_order, paper))
     if paper:
-        unmatched = sorted(set(paper[1]) - {name for name, _ in table_rows})
-        text.append(f"\n{paper[0]}: {paper[2]}" + (f" (not run here: {', '.join(unmatched)})" if unmatched else "")
+        not_run = [row for row in paper.cells if not any(row in results[name] for name, _ in test_sets)]
+        text.append(f"\npaper: {paper.source}" + (f" (not run here: {', '.join(not_run)})" if not_run else "")
                     + "\n")
+    for name, set_title in test_sets:
+        if not rows[name]:
+            continue
+        text.append(f"\n## {set_title}: SDR, SDRi, SIR, SAR\n\nTest mixtures: `{dump_dir / name}` "
+                    f"({rows[name][0][1].get('count')} scored). SDRi = SDR(estimate) - SDR(mixture).\n\n")
+        text.append(format_results_table(list(results[name].items())))
     text.append("\n## Models\n\n| model | head | training queries | U-Net | batch (clips) | steps | lr | train time |\n"
                 "|---|---|---|---|---:|---|---:|---:|\n")
-    for tag in dict.fromkeys(tag for _, _, tag in rows):
+    scored_tags = [tag for tag in tags if any(tag == t for found in rows.values() for _, _, t in found)]
+    for tag in scored_tags:
         seconds = training_seconds(exp_dir / tag / "train.log")
         text.append(config_summary(exp_dir, tag) + (f" {seconds / 60:.1f} min |\n" if seconds else " – |\n"))
     figure = output.parent / "images" / "example.png"
+    first_set = next(name for name, _ in test_sets if rows[name])
     try:
-        key = plot_example(exp_dir, rows[0][2], test_dir, figure, model_file)
+        key = plot_example(exp_dir, rows[first_set][0][2], dump_dir / first_set, figure, model_file)
         text.append(f"\n## Example\n\n![{key}](images/example.png)\n")
     except Exception as exc:  # a figure is a nicety; never lose the table over it
         text.append(f"\n(figure not made: {type(exc).__name__}: {exc})\n")
@@ -201,17 +288,24 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp_dir", required=True, type=Path)
     parser.add_argument("--tags", required=True, help="space-separated model tags (exp/<tag>)")
-    parser.add_argument("--test_dir", required=True, type=Path)
+    parser.add_argument("--dump_dir", required=True, type=Path, help="holds the test set dirs")
+    parser.add_argument("--test_sets", default="test_mix",
+                        help="space-separated test set dirs of --dump_dir, each DIR or DIR:TITLE (column title)")
     parser.add_argument("--output", default=Path("RESULTS.md"), type=Path)
     parser.add_argument("--title", default="CLIPSep")
     parser.add_argument("--world_dir", default=None, type=Path)
     parser.add_argument("--note", action="append", default=[], help="extra configuration lines")
     parser.add_argument("--model_file", default="valid.loss.best.pth", help="checkpoint name for the figure")
     parser.add_argument("--paper_results", default=None, type=Path,
-                        help="YAML of the paper's numbers, printed as a last column (see load_paper_results)")
+                        help="YAML of the paper's numbers, printed beside ours (see load_paper_results)")
     args = parser.parse_args(cmd)
-    print(make_results(args.exp_dir, args.tags.split(), args.test_dir, args.output, args.title,
-                       args.world_dir, args.note, args.model_file, args.paper_results))
+    try:
+        text = make_results(args.exp_dir, args.tags.split(), args.dump_dir, parse_test_sets(args.test_sets),
+                            args.output, args.title, args.world_dir, args.note, args.model_file, args.paper_results)
+    except ValueError as exc:
+        print(f"make_results: error: {exc}", file=sys.stderr)
+        return 1
+    print(text)
     return 0
 
 

@@ -7,6 +7,10 @@ Expected under ``--world_dir`` (lines are ``uttid value``; the value may contain
     data/train/video.scp [label]                     training videos
     data/valid/video.scp [label]                     optional: held out from train if missing
     data/test_mix/{wav.scp, spk1.scp, text} [spk2.scp, query_image.scp, label]
+    data/<other test set>/...                        the same, for each extra --test_sets name
+
+``query_image.scp`` values may list several frames (space-separated, shell-quoted): their mean
+CLIP embedding is the image query.
 
 Training items with a missing file, a missing/empty value or an id absent from a side file are
 skipped and counted (safe); a broken test set stops the stage (scores would be wrong).
@@ -20,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet2_clip.utils.fileio import read_scp, write_scp
+from espnet2_clip.utils.fileio import read_scp, split_paths, write_scp
 
 PATH_FILES = {"video.scp", "image.scp", "wav.scp", "spk1.scp", "spk2.scp", "query_image.scp"}
 
@@ -70,8 +74,9 @@ def load_set(
             bad.setdefault(key, f"{src / main}: no line for '{key}' (present in {src / name})")
         if name in PATH_FILES:
             for key, value in table.items():
-                if not Path(value).is_file():
-                    bad.setdefault(key, f"{src / name}: '{key}' points to a missing file {value}")
+                missing = [p for p in split_paths(value) if not Path(p).is_file()]
+                if missing:
+                    bad.setdefault(key, f"{src / name}: '{key}' points to a missing file {missing[0]}")
     for key, reason in sorted(bad.items()):
         if strict:
             raise DataError(reason)
@@ -95,7 +100,8 @@ def write_set(dst: Path, tables: Dict[str, Dict[str, str]]) -> None:
         write_scp(dst / name, table)
 
 
-def prepare(world_dir: Path, out_dir: Path, valid_fraction: float, seed: int) -> Dict[str, int]:
+def prepare(world_dir: Path, out_dir: Path, valid_fraction: float, seed: int,
+            test_sets: Sequence[str] = ("test_mix",)) -> Dict[str, int]:
     """Validate and copy every set; returns item counts per set."""
     src = world_dir / "data"
     counts, skipped_total = {}, 0
@@ -112,9 +118,10 @@ def prepare(world_dir: Path, out_dir: Path, valid_fraction: float, seed: int) ->
         logging.info(f"{src / 'valid'} not found: holding out {valid_fraction:.0%} of train as valid")
         train, valid = hold_out(train, "video.scp", valid_fraction, seed)
     sets["train"], sets["valid"] = train, valid
-    sets["test_mix"], _ = load_set(
-        src / "test_mix", "wav.scp", ["spk1.scp", "text"], ["spk2.scp", "query_image.scp", "label"], strict=True
-    )
+    for name in test_sets:
+        sets[name], _ = load_set(
+            src / name, "wav.scp", ["spk1.scp", "text"], ["spk2.scp", "query_image.scp", "label"], strict=True
+        )
     for name, tables in sets.items():
         if not next(iter(tables.values())):
             raise DataError(f"{src / name}: no usable items")
@@ -130,6 +137,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", default=Path("data"), type=Path)
     parser.add_argument("--valid_fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--test_sets", nargs="+", default=["test_mix"],
+                        help="test mixture dirs of <world_dir>/data (each laid out like test_mix)")
     return parser
 
 
@@ -137,7 +146,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level="INFO", format="%(levelname)s: %(message)s")
     try:
-        counts = prepare(args.world_dir, args.out_dir, args.valid_fraction, args.seed)
+        counts = prepare(args.world_dir, args.out_dir, args.valid_fraction, args.seed, args.test_sets)
     except (DataError, ValueError, FileNotFoundError) as exc:
         logging.error(str(exc))
         return 1

@@ -55,18 +55,18 @@ def summarize_scores(
     return result
 
 
-def _fmt(x: Optional[float], digits: int = 2) -> str:
+def fmt_value(x: Optional[float], digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return f"{x:.{digits}f}"
 
 
-def _mean_pm(stat: Optional[Mapping[str, Any]], digits: int = 2) -> str:
+def mean_pm(stat: Optional[Mapping[str, Any]], digits: int = 2) -> str:
     if not stat or stat.get("mean") is None:
         return "–"
     if stat.get("sem") is None:
-        return _fmt(stat["mean"], digits)
-    return f"{_fmt(stat['mean'], digits)} ± {_fmt(stat['sem'], digits)}"
+        return fmt_value(stat["mean"], digits)
+    return f"{fmt_value(stat['mean'], digits)} ± {fmt_value(stat['sem'], digits)}"
 
 
 TABLE_COLUMNS = ("System", "Mean SDR ± s.e.", "Median SDR", "SDRi", "SIR", "SAR", "N")
@@ -97,11 +97,11 @@ def format_results_table(
         count = res.get("count", sdr.get("count"))
         cells = [
             str(name).replace("|", "\\|"),
-            _mean_pm(sdr, digits),
-            _fmt(sdr.get("median"), digits),
-            _mean_pm(res.get("SDRi"), digits),
-            _mean_pm(est.get("SIR"), digits),
-            _mean_pm(est.get("SAR"), digits),
+            mean_pm(sdr, digits),
+            fmt_value(sdr.get("median"), digits),
+            mean_pm(res.get("SDRi"), digits),
+            mean_pm(est.get("SIR"), digits),
+            mean_pm(est.get("SAR"), digits),
             "–" if count is None else str(count),
         ]
         if reference:
@@ -134,6 +134,6 @@ def result_markdown(result: Mapping[str, Any]) -> str:
         cells = []
         for m in METRICS:
             st = result[key][m]
-            cells += [_mean_pm(st), _fmt(st.get("median"))]
+            cells += [mean_pm(st), fmt_value(st.get("median"))]
         detail.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(head) + "\n" + table + "\n".join(detail) + "\n"

@@ -30,10 +30,10 @@ def recipe_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_text_queried_separation_is_learned_without_text_audio_pairs(recipe_run):
-    result = json.loads((recipe_run / "exp_ci" / "clipsep" / "decode_text" / "scoring" / "result.json").read_text())
+    result = json.loads((recipe_run / "exp_ci" / "clipsep" / "decode_text" / "test_mix" / "scoring" / "result.json").read_text())
     assert result["count"] == 18
     assert result["SDRi"]["mean"] >= 3.0, result["SDRi"]
-    image = json.loads((recipe_run / "exp_ci" / "clipsep" / "decode_image" / "scoring" / "result.json").read_text())
+    image = json.loads((recipe_run / "exp_ci" / "clipsep" / "decode_image" / "test_mix" / "scoring" / "result.json").read_text())
     assert abs(image["SDRi"]["mean"] - result["SDRi"]["mean"]) < 2.0
 
 
@@ -61,3 +61,27 @@ def test_rerunning_a_finished_stage_is_harmless(recipe_run):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (recipe_run / "dump_ci" / "train" / "wav.scp").read_text() == before
+
+
+@pytest.mark.slow
+def test_readme_layout_without_labels(recipe_run, tmp_path):
+    """``./run.sh --world_dir DIR --stage 2`` with exactly the README's layout and no label file: the
+    small CLIP trains without its zero-shot check, and the image-query data is made."""
+    world = recipe_run / "world_ci" / "data"
+    readme = {"clip_train": ("image.scp", "caption"), "train": ("video.scp",), "valid": ("video.scp",),
+              "test_mix": ("wav.scp", "spk1.scp", "spk2.scp", "text")}
+    mine = tmp_path / "my_world"
+    for subset, names in readme.items():
+        (mine / "data" / subset).mkdir(parents=True)
+        for name in names:
+            shutil.copy(world / subset / name, mine / "data" / subset / name)
+    proc = subprocess.run(
+        ["./run.sh", "--setting", "ci", "--world_dir", str(mine), "--stage", "2", "--stop_stage", "5",
+         "--data_dir", "data_readme", "--dump_dir", "dump_readme", "--exp_dir", "exp_readme"],
+        cwd=recipe_run, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    log = (recipe_run / "exp_readme" / "clip" / "train.log").read_text()
+    assert "zero-shot check skipped" in log
+    assert (recipe_run / "exp_readme" / "clip" / "open_clip_model.safetensors").is_file()
+    assert (recipe_run / "dump_readme" / "train" / "query_image.scp").stat().st_size > 0
+    assert not (recipe_run / "dump_readme" / "label_ids").exists()  # no labels: no LabelSep data

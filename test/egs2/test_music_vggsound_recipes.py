@@ -16,6 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -50,15 +51,27 @@ VGG_LISTS = {
         "vtrainAAAA1,30,dog barking,train\n"
         "vtrainBBBB2,0,\"vehicle horn, car horn, honking\",train\n"
         "vdeadCCCCC3,10,cat meowing,train\n"
-        "vvalidDDDD4,30,cat meowing,test\n"
+        "vtrainKKKK1,20,playing violin,train\n"
+        "vvalidDDDD4,30,playing violin,test\n"
+        "vvalidLLLL2,0,dog barking,test\n"
         "vgoodEEEEE5,30,playing violin,test\n"
         "vtruncFFFF6,30,dog barking,test\n"
+        "vbarkJJJJJ0,30,dog barking,test\n"
         "vnoisHHHHH8,10,engine accelerating,test\n"
         "vwindIIIII9,0,wind noise,test\n"),
-    "val.csv": "data/vggsound/audio/v/v/vvalidDDDD4.wav,data/vggsound/preprocessed/v/v/vvalidDDDD4,12,cat meowing\n",
+    "val.csv": (
+        "data/vggsound/audio/v/v/vvalidDDDD4.wav,data/vggsound/preprocessed/v/v/vvalidDDDD4,12,playing violin\n"
+        "data/vggsound/audio/v/v/vvalidLLLL2.wav,data/vggsound/preprocessed/v/v/vvalidLLLL2,12,dog barking\n"),
     "test-good.csv": (
         "data/vggsound/audio/v/g/vgoodEEEEE5.wav,data/vggsound/preprocessed/v/g/vgoodEEEEE5,12,playing violin\n"
-        "data/vggsound/audio/v/t/vtruncFFFF6.wav,data/vggsound/preprocessed/v/t/vtruncFFFF6,12,dog barking\n"),
+        "data/vggsound/audio/v/t/vtruncFFFF6.wav,data/vggsound/preprocessed/v/t/vtruncFFFF6,12,dog barking\n"
+        "data/vggsound/audio/v/b/vbarkJJJJJ0.wav,data/vggsound/preprocessed/v/b/vbarkJJJJJ0,12,dog barking\n"),
+    # MUSIC+ is scored with the VGGSound-trained models too: the 46 MUSIC test clips (2 here) and the
+    # test-good clips that are not music
+    "music_test.csv": MUSIC_LISTS["music_test.csv"],
+    "test-good-no-music.csv": (
+        "data/vggsound/audio/v/t/vtruncFFFF6.wav,data/vggsound/preprocessed/v/t/vtruncFFFF6,12,dog barking\n"
+        "data/vggsound/audio/v/b/vbarkJJJJJ0.wav,data/vggsound/preprocessed/v/b/vbarkJJJJJ0,12,dog barking\n"),
     "test-no-music.csv": (
         "data/vggsound/audio/v/n/vnoisHHHHH8.wav,data/vggsound/preprocessed/v/n/vnoisHHHHH8,12,engine accelerating\n"
         "data/vggsound/audio/v/w/vwindIIIII9.wav,data/vggsound/preprocessed/v/w/vwindIIIII9,12,wind noise\n"
@@ -156,22 +169,32 @@ def test_vggsound_stages_1_to_3(vggsound_run, env_root):
     assert argv[argv.index("--cookies") + 1] == str(root / "cookies.txt")
     train = world / "download" / "train"
     assert read_scp(train / "missing") == {"vdeadCCCCC3_000010": "unavailable"}
-    assert set(read_scp(train / "video.scp")) == {"vtrainAAAA1_000030", "vtrainBBBB2_000000"}
+    train_ids = {"vtrainAAAA1_000030", "vtrainBBBB2_000000", "vtrainKKKK1_000020"}
+    assert set(read_scp(train / "video.scp")) == train_ids
     report = json.loads((train / "download_report.json").read_text())
-    assert report["requested"] == 3 and report["obtained"] == 2
+    assert report["requested"] == 4 and report["obtained"] == 3
     assert read_scp(world / "download" / "test" / "missing") == {"vtruncFFFF6": "broken"}
     # world layout: labels as CLIPSep spells them (", " -> " ") for the obtained clips only
     assert read_scp(world / "data" / "train" / "label") == {
-        "vtrainAAAA1_000030": "dog barking", "vtrainBBBB2_000000": "vehicle horn car horn honking"}
-    assert set(read_scp(world / "data" / "valid" / "video.scp")) == {"vvalidDDDD4"}
-    # VGGSound-Clean+: pair 0 = vgoodEEEEE5 + pool[1] (vwindIIIII9); pair 1's target is broken
+        "vtrainAAAA1_000030": "dog barking", "vtrainBBBB2_000000": "vehicle horn car horn honking",
+        "vtrainKKKK1_000020": "playing violin"}
+    assert set(read_scp(world / "data" / "valid" / "video.scp")) == {"vvalidDDDD4", "vvalidLLLL2"}
+    # VGGSound-Clean+: pair 0 = vgoodEEEEE5 + pool[1] (vwindIIIII9); pair 1's target is broken;
+    # pair 2 = vbarkJJJJJ0 + pool[0]
     build = json.loads((world / "data" / "test_mix" / "build_report.json").read_text())
-    assert build["built"] == 1 and build["skipped_by_reason"] == {"not_obtained": 1}
-    assert read_scp(world / "data" / "test_mix" / "text") == {"0000_vgoodEEEEE5_vwindIIIII9": "playing violin"}
-    assert "built 1/2 test mixtures" in out and "obtained 2/3 videos" in out
+    assert build["built"] == 2 and build["skipped_by_reason"] == {"not_obtained": 1}
+    assert read_scp(world / "data" / "test_mix" / "text") == {
+        "0000_vgoodEEEEE5_vwindIIIII9": "playing violin", "0002_vbarkJJJJJ0_vnoisHHHHH8": "dog barking"}
+    # MUSIC+ from the same download: pair 0 = cello + test-good-no-music[1]; pair 1's partner is broken
+    music = json.loads((world / "data" / "test_music_plus" / "build_report.json").read_text())
+    assert music["built"] == 1 and music["skipped_by_reason"] == {"not_obtained": 1}
+    assert read_scp(world / "data" / "test_music_plus" / "text") == {"0000_mcelloAAAA1_vbarkJJJJJ0": "cello"}
+    assert "built 2/3 test mixtures" in out and "built 1/2 test mixtures" in out and "obtained 3/4 videos" in out
     # stages 2-3
-    assert set(read_scp(recipe / "data" / "test_mix" / "wav.scp")) == {"0000_vgoodEEEEE5_vwindIIIII9"}
-    for s, ids in (("train", {"vtrainAAAA1_000030", "vtrainBBBB2_000000"}), ("valid", {"vvalidDDDD4"})):
+    assert set(read_scp(recipe / "data" / "test_mix" / "wav.scp")) == {
+        "0000_vgoodEEEEE5_vwindIIIII9", "0002_vbarkJJJJJ0_vnoisHHHHH8"}
+    assert set(read_scp(recipe / "data" / "test_music_plus" / "wav.scp")) == {"0000_mcelloAAAA1_vbarkJJJJJ0"}
+    for s, ids in (("train", train_ids), ("valid", {"vvalidDDDD4", "vvalidLLLL2"})):
         assert set(read_scp(recipe / "dump" / s / "wav.scp")) == ids
         frames = read_scp(recipe / "dump" / s / "frames.scp")
         assert set(frames) == ids and all(len(list(Path(d).glob("*.jpg"))) >= 9 for d in frames.values())
@@ -198,8 +221,9 @@ def test_music_stages_1_to_3_and_rerun(music_run, env_root):
     assert read_scp(world / "download" / "test" / "missing") == {"vprivHHHHH8": "private"}
     text = read_scp(world / "data" / "test_mix" / "text")
     assert text == {"0001_mguitarBBB2_vrainGGGGG7": "acoustic_guitar"}  # underscores kept
-    assert read_scp(world / "data" / "test_mix" / "query_image.scp")["0001_mguitarBBB2_vrainGGGGG7"].endswith(
-        "mguitarBBB2/000004.jpg")
+    # the image query: frames c-1, c, c+1 around the centre frame 8 // 2 = 4
+    frames = read_scp(world / "data" / "test_mix" / "query_image.scp")["0001_mguitarBBB2_vrainGGGGG7"].split()
+    assert [f.split("/")[-2:] for f in frames] == [["mguitarBBB2", f"{i:06d}.jpg"] for i in (3, 4, 5)]
     assert set(read_scp(recipe / "dump" / "train" / "wav.scp")) == {"mtubaDDDDD4"}
     assert set(read_scp(recipe / "dump" / "valid" / "frames.scp")) == {"mviolinCCC3"}
 
@@ -212,20 +236,6 @@ def test_music_stages_1_to_3_and_rerun(music_run, env_root):
     for p, data in snapshot.items():
         assert p.read_bytes() == data, p
     assert _leftovers(world) == []
-
-
-def test_paper_configs():
-    for corpus in ("music", "vggsound"):
-        confs = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "egs2" / corpus / "clipsep1" / "conf").glob("train_*.yaml")}
-        expected = {"train_clipsep", "train_clipsep_nit", "train_clipsep_text", "train_bertsep", "train_pit"}
-        assert expected <= set(confs) and (("train_labelsep" in confs) == (corpus == "vggsound"))
-        for name, c in confs.items():
-            assert c["unet_conf"] == {"num_downs": 7, "base_channels": 64, "out_channels": 32}, name
-            assert c["batch_size"] == 64 and c["grad_clip"] == 1.0 and c["optim_conf"]["lr"] == 0.001
-            assert c["num_iters_per_epoch"] * c["max_epoch"] == 200000
-            assert c["scheduler"] == "piecewiselinearwarmuplr"
-        assert confs["train_clipsep"]["query_conf"]["input_dim"] == 512
-        assert confs["train_bertsep"]["query_encoder"] == "bert"
 
 
 def test_paper_schedule():
@@ -302,15 +312,22 @@ def test_upload_hf_writes_card_and_uploads(tmp_path, monkeypatch):
     assert calls == []
 
 
-def test_bert_label_embeddings(tmp_path):
+def _tiny_bert(root: Path) -> Path:
+    """A randomly initialised 8-d BERT saved like a Hugging Face model dir."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "dog", "barking", "rain"]) + "\n")
-    bert = tmp_path / "bert"
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "dog", "barking", "rain", "playing", "violin", "cello"]
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(words) + "\n")
+    bert = root / "bert"
     BertTokenizer(str(vocab)).save_pretrained(bert)
-    BertModel(BertConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=16, max_position_embeddings=16)).save_pretrained(bert)
+    return bert
+
+
+def test_bert_label_embeddings(tmp_path):
+    bert = _tiny_bert(tmp_path)
     label = tmp_path / "label"
     label.write_text("a dog barking\nb rain\nc dog barking\n")
     cmd = [sys.executable, "-m", "espnet2_clip.bin.extract_bert_embeddings", "--model", str(bert), "--input", str(label), "--output_dir",
@@ -322,3 +339,125 @@ def test_bert_label_embeddings(tmp_path):
     scp = read_scp(tmp_path / "q.scp")
     assert scp["a"] == scp["c"] != scp["b"]
     assert np.load(scp["a"]).shape == (8,)
+
+
+def test_bertsep_uses_one_embedding_per_label_at_training_and_test(tmp_path, monkeypatch):
+    """The training query of a label (stage 5, extract_bert_embeddings) is the very embedding the shipped
+    BERTSep config's inference makes of the same label as a text query (no prompt template at either)."""
+    import numpy as np
+
+    from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+    from espnet2_clip.tasks.clipsep import CLIPSepTask
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bert = _tiny_bert(tmp_path)
+    (tmp_path / "label").write_text("a dog barking\nb playing violin\n")
+    cmd = [sys.executable, "-m", "espnet2_clip.bin.extract_bert_embeddings", "--model", str(bert), "--input",
+           str(tmp_path / "label"), "--output_dir", str(tmp_path / "out"), "--output_scp", str(tmp_path / "q.scp")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = {k: np.load(v) for k, v in read_scp(tmp_path / "q.scp").items()}
+    for corpus in ("music", "vggsound"):
+        conf = REPO / "egs2" / corpus / "clipsep1" / "conf" / "train_bertsep.yaml"
+        args = CLIPSepTask.get_parser().parse_args([
+            "--config", str(conf), "--query_encoder_conf", f"model_name_or_path={bert}",
+            "--query_conf", "input_dim=8", "--unet_conf", "num_downs=5", "--unet_conf", "base_channels=2",
+            "--unet_conf", "out_channels=2"])
+        config = tmp_path / f"{corpus}.yaml"
+        config.write_text(yaml.safe_dump(vars(args)))
+        sep = TextQueriedSeparation(config)  # the recipe's stage 8 passes no prompt to non-CLIP encoders
+        for key, label in (("a", "dog barking"), ("b", "playing violin")):
+            np.testing.assert_allclose(sep.embed_query(label)[0].numpy(), train[key], atol=1e-6)
+        assert not np.allclose(train["a"], train["b"])
+
+
+TINY_MODEL = {
+    "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+    "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+    "clip_samples": 4095, "sample_rate": 16000, "frame_rate": 1.0,
+    "batch_size": 4, "max_epoch": 1, "num_workers": 0, "seed": 0, "optim": "adam", "optim_conf": {"lr": 0.001},
+}
+TINY_MODELS = {  # the recipe's models at a CPU test size: what differs between them is kept
+    "clipsep": {"train_query": "image", "head": "query", "query": "embedding", "query_conf": {"input_dim": 32}},
+    "bertsep": {"train_query": "text", "query_encoder": "bert", "text_prompt": "none", "head": "query",
+                "query": "embedding", "query_conf": {"input_dim": 8}},
+    "pit": {"train_query": "none", "head": "pit"},
+    "labelsep": {"train_query": "label", "head": "query", "query": "label", "query_conf": {"embed_dim": 8}},
+}
+
+
+@pytest.fixture(scope="module")
+def vggsound_results(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
+    """Stages 4-10 of the VGGSound recipe on the fake downloads, with tiny models, CLIP and BERT."""
+    root, env = env_root
+    recipe = vggsound_run[0]
+    bert = _tiny_bert(tmp_path_factory.mktemp("bert"))
+    for tag, conf in TINY_MODELS.items():
+        conf = dict(TINY_MODEL, **conf)
+        if tag == "bertsep":
+            conf["query_encoder_conf"] = {"model_name_or_path": str(bert)}
+        (recipe / "conf" / f"train_{tag}.yaml").write_text(yaml.safe_dump(conf))
+    cmd = ["./run.sh", "--stage", "4", "--stop_stage", "10", "--models", " ".join(TINY_MODELS), "--nj", "1",
+           "--bert_model", str(bert), "--clip_model", str(tiny_clip_dir / "open_clip_config.json"),
+           "--clip_pretrained", str(tiny_clip_dir / "open_clip_model.safetensors")]
+    proc = subprocess.run(cmd, cwd=recipe, env=dict(env, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return recipe, proc.stdout + proc.stderr
+
+
+def _table1(text):
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| System"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return header, rows
+
+
+@pytest.mark.slow
+def test_vggsound_results_are_table1_on_both_test_sets(vggsound_results):
+    """VGGSound-trained models scored on VGGSound-Clean+ and MUSIC+, in the paper's Table 1 layout with
+    every paper cell beside ours; LabelSep has no MUSIC+ cell (its labels are VGGSound's)."""
+    recipe, out = vggsound_results
+    text = (recipe / "RESULTS.md").read_text()
+    header, rows = _table1(text)
+    assert header == ["System", "VGGSound-Clean+ mean SDR ± s.e.", "paper", "VGGSound-Clean+ median SDR", "paper",
+                      "MUSIC+ mean SDR ± s.e.", "paper", "MUSIC+ median SDR", "paper"]
+    assert list(rows)[:7] == ["Mixture", "CLIPSep (text-queried)", "CLIPSep (image-queried)", "BERTSep (text-queried)",
+                              "PIT (non-queried, oracle selection)", "LabelSep (label-queried)",
+                              "CLIPSep-NIT (text-queried)"]
+    paper = yaml.safe_load((recipe / "conf" / "paper_results.yaml").read_text())["rows"]
+    for row, sets in paper.items():  # every paper cell, beside ours
+        cells = rows[row]
+        assert [cells[1], cells[3], cells[5], cells[7]] == [
+            sets["VGGSound-Clean+"]["mean"], sets["VGGSound-Clean+"]["median"],
+            sets["MUSIC+"]["mean"], sets["MUSIC+"]["median"]], row
+
+    def number(cell):
+        return float(cell.split(" ± ")[0])
+
+    for row in ("Mixture", "CLIPSep (text-queried)", "CLIPSep (image-queried)", "BERTSep (text-queried)",
+                "PIT (non-queried, oracle selection)"):
+        for i in (0, 2, 4, 6):  # ours, on both test sets
+            assert np.isfinite(number(rows[row][i])), (row, rows[row])
+    assert np.isfinite(number(rows["LabelSep (label-queried)"][0])) and rows["LabelSep (label-queried)"][4] == "–"
+    assert "LabelSep is not evaluated on test_music_plus" in out
+    # the scored estimates are the length-free iSTFT of the 65,535-sample test clips
+    exp = recipe / "exp"
+    for tset, n in (("test_mix", 2), ("test_music_plus", 1)):
+        est = read_scp(exp / "clipsep" / "decode_image" / tset / "spk1.scp")
+        assert len(est) == n
+        import soundfile as sf
+
+        assert all(sf.info(p).frames == 64 * (65535 // 64) for p in est.values())
+        result = json.loads((exp / "clipsep" / "decode_text" / tset / "scoring" / "result.json").read_text())
+        assert result["count"] == n and "clipped to [-1, 1]" in result["protocol"]
+    # image queries: 3 frames each, BERTSep has none (no image encoder)
+    assert all(len(v.split()) == 3 for v in read_scp(recipe / "dump" / "test_mix" / "query_image.scp").values())
+    assert not (exp / "bertsep" / "decode_image").exists()
+    assert "test mixtures (test_music_plus): built 1/2" in text

@@ -8,9 +8,9 @@
 #   3  extract 16 kHz mono audio and 1 fps frames from the videos
 #   4  train a small CLIP on the captioned images only (if --train_clip true)
 #   5  CLIP image embeddings of the frames; text embeddings / label ids of the labels
-#   6  format the test mixtures
+#   6  format the test mixtures of every --test_sets entry
 #   7  train every model of --train_configs (ESPnet trainer)
-#   8  separate the test mixtures with text (and image) queries
+#   8  separate the test mixtures with text (and image) queries: exp/<tag>/decode_<query>/<test set>
 #   9  score: BSS-eval v4 SDR/SIR/SAR, mean +- s.e., median
 #   10 RESULTS.md (table + figure)
 #   11 pack every model (espnet2.bin.pack; loadable by TextQueriedSeparation.from_pretrained)
@@ -33,6 +33,7 @@ data_dir=data
 dump_dir=dump
 exp_dir=exp
 local_data_args=""    # options of local/data.sh
+test_sets=test_mix    # test mixture dirs of ${world_dir}/data, each DIR or DIR:TITLE (RESULTS.md column)
 
 # CLIP (query encoder)
 train_clip=false      # stage 4: train a small CLIP on ${data_dir}/clip_train
@@ -58,12 +59,15 @@ hf_repo=""            # user/name; with several models, user/name_<tag>
 corpus_name=""        # corpus named in the model card (default: the recipe's parent dir)
 
 _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
-train_cmd local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
+train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
 train_args inference_model text_prompt image_queries score_backend results_title paper_results bert_model skip_upload_hf hf_repo corpus_name"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag
 
 encoder_of() { config_value "$1" query_encoder clip; }  # the frozen query encoder of a config
+test_dirs=()
+for entry in ${test_sets}; do test_dirs+=("${entry%%:*}"); done
+[ ${#test_dirs[@]} -gt 0 ] || { log "error: --test_sets is empty"; exit 1; }
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh) into ${world_dir}"
@@ -72,7 +76,8 @@ fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: validate ${world_dir}/data and copy it to ${data_dir}"
-    ${python} -m espnet2_clip.bin.prepare_data --world_dir "${world_dir}" --out_dir "${data_dir}"
+    ${python} -m espnet2_clip.bin.prepare_data --world_dir "${world_dir}" --out_dir "${data_dir}" \
+        --test_sets "${test_dirs[@]}"
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -110,16 +115,22 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         fi
     done
     if [ -f "${dump_dir}/train/label" ]; then
-        ${python} -m espnet2_clip.bin.make_label_ids --train_label "${dump_dir}/train/label" \
-            --input "${dump_dir}/valid/label" --input "${data_dir}/test_mix/text" \
-            --vocab "${dump_dir}/label_vocab" --output_dir "${dump_dir}/label_ids" \
-            || log "label ids: skipped (LabelSep needs every test query among the training labels)"
+        label_ids=(${python} -m espnet2_clip.bin.make_label_ids --train_label "${dump_dir}/train/label"
+                   --vocab "${dump_dir}/label_vocab" --output_dir "${dump_dir}/label_ids")
+        "${label_ids[@]}" --input "${dump_dir}/valid/label" || log "label ids: skipped (no LabelSep)"
+        for tset in "${test_dirs[@]}"; do  # LabelSep is scored only where every query is a training label
+            rm -rf "${dump_dir}/label_ids/${tset}"
+            "${label_ids[@]}" --input "${data_dir}/${tset}/text" \
+                || log "label ids of ${tset}: skipped (LabelSep is not evaluated on ${tset})"
+        done
     fi
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    log "Stage 6: format the test mixtures (16 kHz mono)"
-    ${python} -m espnet2_clip.bin.format_test_set --data_dir "${data_dir}/test_mix" --out_dir "${dump_dir}/test_mix"
+    for tset in "${test_dirs[@]}"; do
+        log "Stage 6: format the test mixtures of ${tset} (16 kHz mono)"
+        ${python} -m espnet2_clip.bin.format_test_set --data_dir "${data_dir}/${tset}" --out_dir "${dump_dir}/${tset}"
+    done
 fi
 
 # The query data a model trains on (from its config's train_query).
@@ -145,7 +156,12 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,sound"
                         --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
             q=$(query_data "${mode}" "${train_query}" "${encoder}")
-            [ -n "${q}" ] && data_opts+=(--${mode}_data_path_and_name_and_type "${q}")
+            [ -z "${q}" ] && continue
+            if [ ! -f "${q%%,*}" ]; then
+                log "error: ${tag} trains on ${train_query} queries, but stage 5 made no ${q%%,*} (see its log above)"
+                exit 1
+            fi
+            data_opts+=(--${mode}_data_path_and_name_and_type "${q}")
         done
         extra=()
         if [ "${encoder}" = clip ]; then  # other encoders (bert) keep their config's query_encoder_conf
@@ -163,16 +179,19 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     done
 fi
 
-# The test queries a model is evaluated with: "kind option file" lines.
-test_queries() {  # test_queries TRAIN_QUERY
-    local test=${dump_dir}/test_mix
-    case "$1" in
+# The test queries a model is evaluated with on a test set: "kind option file" lines.
+test_queries() {  # test_queries CONFIG TEST_SET
+    local test=${dump_dir}/$2
+    case "$(config_value "$1" train_query image)" in
         image|text)
             echo "text --query_text ${test}/text"
-            if [ "${image_queries}" = true ] && [ -f "${test}/query_image.scp" ]; then
+            # image queries need an image encoder (CLIP; not BERT)
+            if [ "${image_queries}" = true ] && [ -f "${test}/query_image.scp" ] && [ "$(encoder_of "$1")" = clip ]; then
                 echo "image --query_image ${test}/query_image.scp"
             fi ;;
-        label) echo "label --query_embedding ${dump_dir}/label_ids/test_mix/label_id.scp" ;;
+        label)
+            local ids=${dump_dir}/label_ids/$2/label_id.scp
+            if [ -f "${ids}" ]; then echo "label --query_embedding ${ids}"; fi ;;
         none) echo "none" ;;
     esac
 }
@@ -180,33 +199,40 @@ test_queries() {  # test_queries TRAIN_QUERY
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     for config in ${train_configs}; do
         tag=$(model_tag "${config}")
-        train_query=$(config_value "${config}" train_query image)
-        while read -r kind query_opts; do
-            log "Stage 8: separate ${dump_dir}/test_mix with ${tag} (${kind} queries)"
-            "${run[@]}" "${exp_dir}/${tag}/decode_${kind}/inference.log" ${python} -m espnet2_clip.bin.clipsep_inference \
-                --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/${inference_model}" \
-                --mix_scp "${dump_dir}/test_mix/wav.scp" ${query_opts} --text_prompt "${text_prompt}" \
-                --output_dir "${exp_dir}/${tag}/decode_${kind}"
-        done < <(test_queries "${train_query}")
+        prompt_opts=()  # CLIP text queries take the recipe's prompts; other encoders keep their training form
+        [ "$(encoder_of "${config}")" != clip ] || prompt_opts=(--text_prompt "${text_prompt}")
+        for tset in "${test_dirs[@]}"; do
+            while read -r kind query_opts; do
+                decode=${exp_dir}/${tag}/decode_${kind}/${tset}
+                log "Stage 8: separate ${dump_dir}/${tset} with ${tag} (${kind} queries) -> ${decode}"
+                # --output_length istft: the estimate the official evaluation scores (65,280 of 65,535 samples)
+                "${run[@]}" "${decode}/inference.log" ${python} -m espnet2_clip.bin.clipsep_inference \
+                    --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/${inference_model}" \
+                    --mix_scp "${dump_dir}/${tset}/wav.scp" ${query_opts} "${prompt_opts[@]}" \
+                    --output_length istft --output_dir "${decode}"
+            done < <(test_queries "${config}" "${tset}")
+        done
     done
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     for config in ${train_configs}; do
         tag=$(model_tag "${config}")
-        train_query=$(config_value "${config}" train_query image)
-        while read -r kind _; do
-            decode=${exp_dir}/${tag}/decode_${kind}
-            est_scps=("${decode}/spk1.scp")
-            # non-queried (PIT): both outputs, scored with oracle selection as in the paper
-            [ "${kind}" = none ] && est_scps+=("${decode}/spk2.scp")
-            log "Stage 9: score ${decode}"
-            "${run[@]}" "${decode}/scoring.log" ${python} -m espnet2_clip.bin.clipsep_scoring \
-                --ref_scp "${dump_dir}/test_mix/spk1.scp" --interf_scp "${dump_dir}/test_mix/spk2.scp" \
-                --mix_scp "${dump_dir}/test_mix/wav.scp" --est_scp "${est_scps[@]}" \
-                --output_dir "${decode}/scoring" --backend "${score_backend}" --nj "${nj}" --name "${tag} (${kind})"
-            tail -n 1 "${decode}/scoring.log" | grep -v "^#" || grep "SDR mean" "${decode}/scoring.log" || true
-        done < <(test_queries "${train_query}")
+        for tset in "${test_dirs[@]}"; do
+            test=${dump_dir}/${tset}
+            while read -r kind _; do
+                decode=${exp_dir}/${tag}/decode_${kind}/${tset}
+                est_scps=("${decode}/spk1.scp")
+                # non-queried (PIT): both outputs, scored with oracle selection as in the paper
+                [ "${kind}" = none ] && est_scps+=("${decode}/spk2.scp")
+                log "Stage 9: score ${decode}"
+                "${run[@]}" "${decode}/scoring.log" ${python} -m espnet2_clip.bin.clipsep_scoring \
+                    --ref_scp "${test}/spk1.scp" --interf_scp "${test}/spk2.scp" --mix_scp "${test}/wav.scp" \
+                    --est_scp "${est_scps[@]}" --output_dir "${decode}/scoring" --backend "${score_backend}" \
+                    --nj "${nj}" --name "${tag} (${kind}, ${tset})"
+                tail -n 1 "${decode}/scoring.log" | grep -v "^#" || grep "SDR mean" "${decode}/scoring.log" || true
+            done < <(test_queries "${config}" "${tset}")
+        done
     done
 fi
 
@@ -227,16 +253,18 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
             "import sys; from espnet2_clip.data.download import missing_report_line as m; print(m(sys.argv[1]))" \
             "${report}"); missing ids: $(dirname "${report}")/missing")
     done
-    if [ -f "${world_dir}/data/test_mix/build_report.json" ]; then
-        results_opts+=(--note "test mixtures: $(${python} -c "import json, sys; from espnet2_clip.bin.build_test_mixtures \
-import report_line; print(report_line(json.load(open(sys.argv[1]))))" "${world_dir}/data/test_mix/build_report.json")")
-    fi
+    for tset in "${test_dirs[@]}"; do
+        report=${world_dir}/data/${tset}/build_report.json
+        [ -f "${report}" ] || continue
+        results_opts+=(--note "test mixtures (${tset}): $(${python} -c "import json, sys; from \
+espnet2_clip.bin.build_test_mixtures import report_line; print(report_line(json.load(open(sys.argv[1]))))" "${report}")")
+    done
     [ -z "${paper_results}" ] || results_opts+=(--paper_results "${paper_results}")
     ${python} -m espnet2_clip.bin.make_results --exp_dir "${exp_dir}" --tags "${tags}" \
-        --test_dir "${dump_dir}/test_mix" --output RESULTS.md --title "${results_title}" --model_file "${inference_model}" \
-        --world_dir "${world_dir}" "${results_opts[@]}" > /dev/null
+        --dump_dir "${dump_dir}" --test_sets "${test_sets}" --output RESULTS.md --title "${results_title}" \
+        --model_file "${inference_model}" --world_dir "${world_dir}" "${results_opts[@]}" > /dev/null
     log "wrote $(pwd)/RESULTS.md"
-    sed -n '/^| System/,/^$/p' RESULTS.md
+    awk '/^\| System/ { shown = 1 } shown { print } shown && /^$/ { exit }' RESULTS.md  # the Table 1 layout
 fi
 
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then

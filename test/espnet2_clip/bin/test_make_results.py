@@ -1,18 +1,21 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
-from espnet2_clip.bin.make_results import load_paper_results, main
+from espnet2_clip.bin.make_results import load_paper_results, main, parse_test_sets
 from espnet2_clip.metrics.stats import summarize_scores
 
+REPO = Path(__file__).resolve().parents[3]
 
-def _scored(exp, tag, query, sdrs, head="query", train_query="image"):
+
+def _scored(exp, tag, query, sdrs, test_set="test_mix", head="query", train_query="image", mix_sdr=0.0):
     est = {f"u{i}": (s, s + 10.0, s + 5.0) for i, s in enumerate(sdrs)}
-    mix = {f"u{i}": (0.0, 0.0, 30.0) for i in range(len(sdrs))}
+    mix = {f"u{i}": (mix_sdr, 0.0, 30.0) for i in range(len(sdrs))}
     result = {"name": tag, "count": len(sdrs)}
     result.update(summarize_scores(est, mix))
-    out = exp / tag / f"decode_{query}" / "scoring"
+    out = exp / tag / f"decode_{query}" / test_set / "scoring"
     out.mkdir(parents=True)
     (out / "result.json").write_text(json.dumps(result))
     config = {"head": head, "train_query": train_query, "unet_conf": {"num_downs": 6}, "batch_size": 8,
@@ -20,44 +23,113 @@ def _scored(exp, tag, query, sdrs, head="query", train_query="image"):
     (exp / tag / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def test_results_table_with_paper_column_and_pit_row(tmp_path):
+def _rows(text, header_start="| System"):
+    """{row name: cells} of the first table whose header starts with ``header_start``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header[1:], cells[1:])) | {"_cells": cells[1:]}
+    return header, rows
+
+
+def test_table1_layout_two_test_sets_with_the_paper_beside_each_cell(tmp_path):
     exp = tmp_path / "exp"
-    _scored(exp, "clipsep_text", "text", [4.0, 6.0])
-    _scored(exp, "pit", "none", [7.0, 9.0], head="pit", train_query="none")
-    paper = tmp_path / "paper.yaml"
-    paper.write_text(yaml.safe_dump({"column": "Paper mean SDR", "source": "Table 1 (quoted)",
-                                     "rows": {"CLIPSep-Text (text-queried)": 5.49, "LabelSep (label-queried)": 5.0}}))
+    _scored(exp, "clipsep", "text", [4.0, 6.0], "test_mix", mix_sdr=-1.0)
+    _scored(exp, "clipsep", "text", [9.0, 11.0, 13.0], "test_music_plus", mix_sdr=4.0)
+    _scored(exp, "labelsep", "label", [5.0, 7.0], "test_mix", train_query="label")  # no MUSIC+ (not its labels)
+    _scored(exp, "pit", "none", [7.0, 9.0], "test_mix", head="pit", train_query="none")
     out = tmp_path / "RESULTS.md"
-    assert main(["--exp_dir", str(exp), "--tags", "clipsep_text pit", "--test_dir", str(tmp_path / "none"),
-                 "--output", str(out), "--paper_results", str(paper)]) == 0
+    paper = REPO / "egs2" / "vggsound" / "clipsep1" / "conf" / "paper_results.yaml"
+    assert main(["--exp_dir", str(exp), "--tags", "clipsep pit labelsep", "--dump_dir", str(tmp_path / "dump"),
+                 "--test_sets", "test_music_plus:MUSIC+ test_mix:VGGSound-Clean+", "--output", str(out),
+                 "--paper_results", str(paper)]) == 0
     text = out.read_text()
-    header = next(l for l in text.splitlines() if l.startswith("| System"))
-    assert header.rstrip().endswith("| Paper mean SDR |")
-    rows = {l.split("|")[1].strip(): l for l in text.splitlines() if l.startswith("| ") and "System" not in l}
-    assert rows["CLIPSep-Text (text-queried)"].rstrip().endswith("| 5.49 |")
-    assert "| 5.00 ± 1.00 |" in rows["CLIPSep-Text (text-queried)"]
-    # PIT is scored with oracle selection: the row says so, and has no paper number here
-    assert rows["PIT (non-queried, oracle selection)"].rstrip().endswith("| – |")
-    assert "| 8.00 ± 1.00 |" in rows["PIT (non-queried, oracle selection)"]
-    assert "Table 1 (quoted) (not run here: LabelSep (label-queried))" in text
+    header, rows = _rows(text)
+    assert header == ["System", "MUSIC+ mean SDR ± s.e.", "paper", "MUSIC+ median SDR", "paper",
+                      "VGGSound-Clean+ mean SDR ± s.e.", "paper", "VGGSound-Clean+ median SDR", "paper"]
+    # the paper's order and every paper row, run here or not
+    assert list(rows) == ["Mixture", "CLIPSep (text-queried)", "PIT (non-queried, oracle selection)",
+                          "LabelSep (label-queried)", "CLIPSep-NIT (text-queried)", "BERTSep (text-queried)",
+                          "CLIPSep-Text (text-queried)"]
+    assert rows["Mixture"]["_cells"] == ["4.00 ± 0.00", "4.49 ± 1.41", "4.00", "2.04", "-1.00 ± 0.00", "-0.77 ± 1.31", "-1.00",
+                                         "-0.84"]
+    assert rows["CLIPSep (text-queried)"]["_cells"] == ["11.00 ± 1.15", "9.71 ± 1.21", "11.00", "8.73",
+                                                        "5.00 ± 1.00", "2.76 ± 1.00", "5.00", "3.95"]
+    # LabelSep: no MUSIC+ cell, ours or the paper's
+    assert rows["LabelSep (label-queried)"]["_cells"][:4] == ["–", "–", "–", "–"]
+    assert rows["LabelSep (label-queried)"]["_cells"][4:] == ["6.00 ± 1.00", "5.55 ± 0.81", "6.00", "5.29"]
+    assert rows["CLIPSep-NIT (text-queried)"]["_cells"] == ["–", "10.27 ± 1.04", "–", "10.02", "–", "3.05 ± 0.73",
+                                                            "–", "3.26"]
+    assert "not run here: CLIPSep-NIT (text-queried), BERTSep (text-queried), CLIPSep-Text (text-queried)" in text
+    # details per test set: SDRi, SIR, SAR, N
+    assert "## MUSIC+: SDR, SDRi, SIR, SAR" in text and "## VGGSound-Clean+: SDR, SDRi, SIR, SAR" in text
+    _, music = _rows(text.split("## MUSIC+: SDR")[1])
+    assert music["CLIPSep (text-queried)"]["SDRi"] == "7.00 ± 1.15" and music["CLIPSep (text-queried)"]["N"] == "3"
+
+
+def test_one_test_set_without_paper(tmp_path):
+    exp = tmp_path / "exp"
+    _scored(exp, "clipsep", "text", [4.0, 6.0])
+    _scored(exp, "clipsep", "image", [5.0, 7.0])
+    out = tmp_path / "RESULTS.md"
+    assert main(["--exp_dir", str(exp), "--tags", "clipsep", "--dump_dir", str(tmp_path), "--output", str(out)]) == 0
+    header, rows = _rows(out.read_text())
+    assert header == ["System", "test_mix mean SDR ± s.e.", "test_mix median SDR"]
+    assert list(rows) == ["Mixture", "CLIPSep (text-queried)", "CLIPSep (image-queried)"]
+    assert main(["--exp_dir", str(tmp_path / "none"), "--tags", "clipsep", "--dump_dir", str(tmp_path)]) == 1
 
 
 def test_paper_results_file_must_have_rows(tmp_path):
     bad = tmp_path / "paper.yaml"
     bad.write_text("- 5.49\n")
-    with pytest.raises(ValueError, match=r"paper\.yaml: expected a mapping with 'rows"):
+    with pytest.raises(ValueError, match=r"paper\.yaml: expected a mapping with 'source' and 'rows"):
+        load_paper_results(bad)
+    bad.write_text("rows:\n  CLIPSep (text-queried):\n    MUSIC+: 9.71\n")
+    with pytest.raises(ValueError, match=r"row 'CLIPSep \(text-queried\)', test set 'MUSIC\+': expected"):
         load_paper_results(bad)
     with pytest.raises(ValueError, match="cannot read the paper results"):
         load_paper_results(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="empty test set name"):
+        parse_test_sets(":MUSIC+")
 
 
-@pytest.mark.parametrize("corpus", ["music", "vggsound"])
-def test_shipped_paper_results_name_our_rows(corpus):
-    from pathlib import Path
+def _reference_table1():
+    """The paper's Table 1 as reference/clipsep.md quotes it (the primary source), or None."""
+    path = REPO.parent / "shared" / "reference" / "clipsep.md"
+    if not path.is_file():
+        return None
+    table = path.read_text().split("## Appendix: published results")[1]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0] not in ("Model",) and not cells[0].startswith("---"):
+            rows[cells[0]] = cells[2:]
+    return rows
 
+
+def test_shipped_paper_results_are_table1_cell_by_cell():
+    """Every cell of the paper's Table 1 (reference/clipsep.md), none from a secondary source."""
     from espnet2_clip.bin.make_results import DISPLAY_NAMES, QUERY_NAMES
 
-    path = Path(__file__).parents[3] / "egs2" / corpus / "clipsep1" / "conf" / "paper_results.yaml"
-    _, rows, source = load_paper_results(path)
-    names = {f"{m} ({q})" for m in DISPLAY_NAMES.values() for q in QUERY_NAMES.values()}
-    assert rows and set(rows) <= names and "Table 1" in source
+    reference = _reference_table1()
+    if reference is None:
+        pytest.skip("../shared/reference/clipsep.md not present")
+    paper = load_paper_results(REPO / "egs2" / "vggsound" / "clipsep1" / "conf" / "paper_results.yaml")
+    ours = {"Mixture": "Mixture", "CLIPSep (text-queried)": "CLIPSep (text-queried)",
+            "CLIPSep-NIT (text-queried)": "CLIPSep-NIT (text-queried)", "BERTSep": "BERTSep (text-queried)",
+            "CLIPSep-Text": "CLIPSep-Text (text-queried)", "PIT (non-queried)": "PIT (non-queried, oracle selection)",
+            "LabelSep (non-queried)": "LabelSep (label-queried)"}
+    assert set(reference) == set(ours) and set(paper.cells) == set(ours.values())
+    names = {"Mixture"} | {f"{m} ({q})" for m in DISPLAY_NAMES.values() for q in QUERY_NAMES.values()}
+    assert set(paper.cells) <= names
+    for ref_row, row in ours.items():
+        expected = [c.replace("−", "-") for c in reference[ref_row]]
+        got = [paper.cell(row, s, stat) for s in ("MUSIC+", "VGGSound-Clean+") for stat in ("mean", "median")]
+        assert got == expected, row
+    assert "secondary" not in paper.source.lower() and "OmniSep" not in paper.source
+    assert not (REPO / "egs2" / "music" / "clipsep1" / "conf" / "paper_results.yaml").exists()  # one copy

@@ -3,6 +3,8 @@
 # with yt-dlp, and build the world layout in ${world_dir}:
 #   data/train/{video.scp,label}  data/valid/{video.scp,label}
 #   data/test_mix/{wav.scp,spk1.scp,spk2.scp,text,label,query_image.scp}  (MUSIC+ / VGGSound-Clean+)
+#   data/test_music_plus/...  (--corpus vggsound: MUSIC+ too, since the paper scores its VGGSound-trained
+#                              models on both test sets)
 # plus lists/ (the official lists), download/{train,valid,test}/ (videos, video.scp, missing,
 # download_report.json), test_av/ (test clips: 16 kHz wav + frames), pairs.csv, lists_report.json.
 # Every step can be rerun: finished downloads, extractions and lists are kept; files are written
@@ -57,12 +59,12 @@ fetch_list() {
 }
 
 fetch_list vggsound/vggsound.csv vggsound.csv
+fetch_list clipsep/data/MUSIC/solo/test.csv music_test.csv            # MUSIC+ (both corpora)
+fetch_list clipsep/data/vggsound/test-good-no-music.csv test-good-no-music.csv
 case "${corpus}" in
     music)
         fetch_list clipsep/data/MUSIC/solo/train.csv music_train.csv
         fetch_list clipsep/data/MUSIC/solo/val.csv music_val.csv
-        fetch_list clipsep/data/MUSIC/solo/test.csv music_test.csv
-        fetch_list clipsep/data/vggsound/test-good-no-music.csv test-good-no-music.csv
         if [ "${music_train}" = json ]; then fetch_list music/MUSIC_solo_videos.json MUSIC_solo_videos.json; fi
         ;;
     vggsound)
@@ -102,9 +104,12 @@ for set in ${sets}; do
         ${python} -m espnet2_clip.bin.extract_av "${dl}" --out_dir "${world_dir}/test_av" --nj "${extract_nj}" \
             --size "${frame_size}" --no_progress || log "warning: no test clip could be extracted"
         [ -f "${world_dir}/test_av/wav.scp" ] || { log "error: no test clips"; exit 1; }
-        ${python} -m espnet2_clip.bin.build_test_mixtures --pairs "${world_dir}/pairs.csv" \
-            --wav_scp "${world_dir}/test_av/wav.scp" --frames_scp "${world_dir}/test_av/frames.scp" \
-            --out_dir "${world_dir}/data/test_mix" --wav_dir "${world_dir}/wav/test_mix"
+        for pairs in pairs:test_mix pairs_music_plus:test_music_plus; do
+            [ -f "${world_dir}/${pairs%%:*}.csv" ] || continue  # MUSIC+ pairs of --corpus vggsound
+            ${python} -m espnet2_clip.bin.build_test_mixtures --pairs "${world_dir}/${pairs%%:*}.csv" \
+                --wav_scp "${world_dir}/test_av/wav.scp" --frames_scp "${world_dir}/test_av/frames.scp" \
+                --out_dir "${world_dir}/data/${pairs#*:}" --wav_dir "${world_dir}/wav/${pairs#*:}"
+        done
     else
         mkdir -p "${world_dir}/data/${set}"
         cp "${dl}/video.scp" "${world_dir}/data/${set}/video.scp.tmp"

@@ -4,14 +4,19 @@
 Shared by egs2/music/clipsep1 and egs2/vggsound/clipsep1 (stage 1, local/data.sh).
 Reads ``--lists`` (flat names, as local/data.sh stores them):
 
-    MUSIC    : music_train.csv music_val.csv music_test.csv [MUSIC_solo_videos.json]
-    VGGSound : vggsound.csv val.csv test-good.csv test-no-music.csv test-good-no-music.csv
+    MUSIC    : music_train.csv music_val.csv music_test.csv test-good-no-music.csv vggsound.csv
+               [MUSIC_solo_videos.json]
+    VGGSound : vggsound.csv val.csv test-good.csv test-no-music.csv, and for MUSIC+ also
+               music_test.csv test-good-no-music.csv
 
 Writes into ``--out`` (the world dir):
 
     download/{train,valid,test}/ids    'clip_id ytid [start 10]' lines for download_youtube
     download/{train,valid,test}/label  'clip_id label'
-    pairs.csv                          the official evaluation pairs (espnet2_clip.data.pairs)
+    pairs.csv                          the official evaluation pairs (espnet2_clip.data.pairs) of the
+                                       corpus's own test set (MUSIC+ or VGGSound-Clean+)
+    pairs_music_plus.csv               VGGSound only: the MUSIC+ pairs, so that the VGGSound-trained
+                                       models are also scored on MUSIC+ (the paper's Table 1)
     lists_report.json                  split sizes, overlap removed, clips without a time window
 
 Splits (by YouTube id, no leakage; the test set is never reduced):
@@ -21,7 +26,8 @@ Splits (by YouTube id, no leakage; the test set is never reduced):
   valid and test. Test mixtures (MUSIC+): each test clip + a clip of test-good-no-music.csv (75).
 * VGGSound: train = vggsound.csv rows of split ``train`` (10-s windows, ``ytid_{start:06d}``);
   valid = CLIPSep's val.csv; test (VGGSound-Clean+): test-good.csv (100) + a clip of
-  test-no-music.csv (5,322). Train loses every video in valid or test.
+  test-no-music.csv (5,322); and MUSIC+ (the 46 MUSIC test videos + a clip of test-good-no-music.csv),
+  downloaded with the test set. Train loses every video in valid or either test set.
 
 Only the interference clips the pairs use are downloaded. VGGSound clips of the index lists are
 named by their YouTube id; their 10-s window comes from vggsound.csv (a test-split row first).
@@ -76,6 +82,12 @@ def write_set(out: Path, name: str, items: Sequence[DownloadItem], labels: Dict[
     write_scp(d / "label", {it.clip_id: labels[it.clip_id] for it in unique})
 
 
+def used_interference(pool: Sequence[ClipRecord], pairs) -> List[ClipRecord]:
+    """The clips of ``pool`` that some pair uses (only those are downloaded)."""
+    used = {p.interf_id for p in pairs}
+    return [r for r in pool if r.clip_id in used]
+
+
 def subset(records: List[ClipRecord], n: int, seed: int) -> List[ClipRecord]:
     if n <= 0 or n >= len(records):
         return records
@@ -90,9 +102,13 @@ def prepare(args: argparse.Namespace) -> dict:
     report: dict = {"corpus": args.corpus}
     vgg_rows = read_vggsound_csv(lists / "vggsound.csv", on_error="skip")
     windows = vggsound_windows(vgg_rows)
+    # malformed test rows are fatal: the official pairs would shift
+    music_test = read_index_csv(lists / "music_test.csv")
+    music_pool = read_index_csv(lists / "test-good-no-music.csv")
+    music_pairs = build_eval_pairs(music_test, music_pool)
+    music_interference = used_interference(music_pool, music_pairs)
     if args.corpus == "music":
-        test = read_index_csv(lists / "music_test.csv")  # malformed test rows are fatal: pairs would shift
-        pool = read_index_csv(lists / "test-good-no-music.csv")
+        test, pool, pairs = music_test, music_pool, music_pairs
         valid = read("music_val.csv")
         if args.music_train == "json":
             items, labels = items_from_music_json(lists / "MUSIC_solo_videos.json")
@@ -102,15 +118,17 @@ def prepare(args: argparse.Namespace) -> dict:
     else:
         test = read_index_csv(lists / "test-good.csv")
         pool = read_index_csv(lists / "test-no-music.csv")
+        pairs = build_eval_pairs(test, pool)
         valid = read("val.csv")
         train = [ClipRecord(f"{r.clip_id}.wav", r.clip_id, 0, r.clipsep_label, r.source)
                  for r in vgg_rows if r.split == "train"]
         train = list({r.clip_id: r for r in train}.values())  # a window listed twice is kept once
-    pairs = build_eval_pairs(test, pool)
-    used_pool = {p.interf_id for p in pairs}
-    interference = [r for r in pool if r.clip_id in used_pool]
+    interference = used_interference(pool, pairs)
+    test_clips = test + interference
+    if args.corpus == "vggsound":  # MUSIC+ is scored too: its clips are test clips
+        test_clips += music_test + music_interference
     # the test set first: its videos leave valid and train
-    splits, overlap = remove_split_overlap({"test": test + interference, "valid": valid, "train": train},
+    splits, overlap = remove_split_overlap({"test": test_clips, "valid": valid, "train": train},
                                            priority=("test", "valid", "train"))
     train = subset(splits["train"], args.max_train_clips, args.seed)
     valid = subset(splits["valid"], args.max_valid_clips, args.seed)
@@ -126,11 +144,15 @@ def prepare(args: argparse.Namespace) -> dict:
             items = vggsound_items(recs, windows, args.clip_duration, no_window)
         write_set(out, name, items, labels)
         report[f"{name}_clips"] = len(items)
-    test_labels = {r.clip_id: r.label or "" for r in test + interference}
+    test_labels = {r.clip_id: r.label or "" for r in test_clips}
+    music_items = (whole_video_items(music_test)
+                   + vggsound_items(music_interference, windows, args.clip_duration, no_window))
     if args.corpus == "music":
-        test_items = whole_video_items(test) + vggsound_items(interference, windows, args.clip_duration, no_window)
+        test_items = music_items
     else:
-        test_items = vggsound_items(test + interference, windows, args.clip_duration, no_window)
+        test_items = vggsound_items(test + interference, windows, args.clip_duration, no_window) + music_items
+        write_pairs_csv(out / "pairs_music_plus.csv", music_pairs)
+        report["music_plus_pairs"] = len(music_pairs)
     write_set(out, "test", test_items, test_labels)
     write_pairs_csv(out / "pairs.csv", pairs)
     report.update({
