@@ -2,7 +2,7 @@
 """Build the MUSIC+ / VGGSound-Clean+ test mixtures from a pairs CSV and extracted clips.
 
     python -m espnet2_clip.bin.build_test_mixtures --pairs pairs_music_plus.csv \\
-        --wav_scp test_av/wav.scp --frames_scp test_av/frames.scp --out_dir world/data/test_mix
+        --wav_scp test_av/wav.scp --frames_scp test_av/frames.scp --output_dir world/data/test_mix
 
 As CLIPSep's evaluation: both clips of pair ``idx`` are cut around their centre frame ``c``
 (the pairs CSV's ``*_center_frame``, ``n_frames // 2`` of the official lists): the audio is the
@@ -36,6 +36,7 @@ import soundfile as sf
 
 from espnet2_clip.data.lists import ListFormatError
 from espnet2_clip.data.pairs import EvalPair, read_pairs_csv
+from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp, write_text_atomic
 
 REPORT_NAME = "build_report.json"
@@ -178,7 +179,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True, type=Path, help="pairs CSV (espnet2_clip.bin.make_eval_pairs)")
     p.add_argument("--wav_scp", required=True, type=Path, help="'clip_id wav' of the extracted clips")
     p.add_argument("--frames_scp", required=True, type=Path, help="'clip_id frames_dir' (000001.jpg ...)")
-    p.add_argument("--out_dir", required=True, type=Path, help="the test_mix data dir to write")
+    p.add_argument("--output_dir", required=True, type=Path, help="the test_mix data dir to write")
     p.add_argument("--wav_dir", default=None, type=Path, help="mixture/reference wavs (default OUT_DIR/wav)")
     p.add_argument("--clip_samples", type=int, default=65535)
     p.add_argument("--fs", type=int, default=16000)
@@ -187,7 +188,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(cmd)
+    args = parse_args(get_parser(), cmd, OUTPUT_DIR_ALIASES)
     logging.basicConfig(level="INFO", format="%(levelname)s: %(message)s")
     try:
         pairs = read_pairs_csv(args.pairs)
@@ -198,13 +199,13 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
         return 1
     if not args.frames_scp.is_file():
         logging.warning(f"{args.frames_scp}: not found; every pair will be skipped (no query frames)")
-    report = build_test_mixtures(pairs, wavs, frames, args.out_dir, args.wav_dir or args.out_dir / "wav",
+    report = build_test_mixtures(pairs, wavs, frames, args.output_dir, args.wav_dir or args.output_dir / "wav",
                                  args.clip_samples, args.fs, args.fps)
     line = report_line(report)
     if report["built"] == 0:
-        logging.error(f"{args.pairs}: {line}; see {args.out_dir / REPORT_NAME}")
+        logging.error(f"{args.pairs}: {line}; see {args.output_dir / REPORT_NAME}")
         return 1
-    logging.info(f"{args.pairs}: {line} -> {args.out_dir}")
+    logging.info(f"{args.pairs}: {line} -> {args.output_dir}")
     return 0
 
 

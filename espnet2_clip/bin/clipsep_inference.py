@@ -28,7 +28,8 @@ from tqdm import tqdm
 from typeguard import typechecked
 
 from espnet2_clip import register  # noqa: F401
-from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, build_query_encoder, run_cli
+from espnet2_clip.query.embedder import QueryEmbedder, infer_query_kind
+from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, run_cli
 from espnet2_clip.tasks.clipsep import CLIPSepTask
 from espnet2_clip.utils.chunking import overlap_add
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
@@ -68,9 +69,12 @@ class TextQueriedSeparation:
         self.sample_rate = self.train_args.sample_rate
         self.clip_samples = self.train_args.clip_samples
         self.hop = max(1, int(self.clip_samples * hop_ratio))
-        self.text_prompt = text_prompt or getattr(self.train_args, "text_prompt", "single")
-        self._encoder_conf = dict(self.train_args.query_encoder_conf or {}, **(query_encoder_conf or {}))
-        self._encoder = None
+        self.embedder = QueryEmbedder(
+            self.train_args.query_encoder,
+            dict(self.train_args.query_encoder_conf or {}, **(query_encoder_conf or {})),
+            text_prompt or getattr(self.train_args, "text_prompt", "single"),
+            device,
+        )
 
     @staticmethod
     def from_pretrained(model_tag: Optional[str] = None, cachedir: Optional[str] = None,
@@ -93,28 +97,16 @@ class TextQueriedSeparation:
 
     @property
     def query_encoder(self):
-        """The frozen query encoder, built on first use."""
-        if self._encoder is None:
-            self._encoder = build_query_encoder(self.train_args.query_encoder, self._encoder_conf, self.device)
-        return self._encoder
+        """The frozen query encoder the training config records, built on first use."""
+        return self.embedder.encoder
 
-    def embed_query(self, query: Query) -> torch.Tensor:
-        """Text -> text embedding; PIL image or list of frames -> mean image embedding;
-        array/tensor -> used as the embedding (or label id). Returns (1, ...)."""
-        if isinstance(query, str):
-            emb = self.query_encoder.encode_text([query], templates=self.text_prompt)
-        elif isinstance(query, (np.ndarray, torch.Tensor)):
-            emb = torch.as_tensor(query)
-            emb = emb.float() if emb.is_floating_point() else emb.long()
-            emb = emb.reshape(1, -1)
-        else:
-            frames = query if isinstance(query, (list, tuple)) else [query]
-            emb = self.query_encoder.encode_frames(list(frames)).reshape(1, -1)
-        return emb.to(self.device)
+    def embed_query(self, query: Query, query_kind: Optional[str] = None) -> torch.Tensor:
+        """(1, ...) model query of a "text", "frames" or "embedding" query (default: inferred)."""
+        return self.embedder(query_kind or infer_query_kind(query), query)
 
     @torch.no_grad()
     def __call__(self, mixture: Union[np.ndarray, torch.Tensor], fs: int, query: Optional[Query] = None,
-                 output_length: str = "input") -> np.ndarray:
+                 output_length: str = "input", query_kind: Optional[str] = None) -> np.ndarray:
         """Separate.
 
         Args:
@@ -125,6 +117,8 @@ class TextQueriedSeparation:
                 without a length reconstructs from the model's frames, ``hop * (N' // hop)`` at
                 the model's rate N' (65,280 of a 65,535-sample clip), as the official evaluation
                 scores them.
+            query_kind: "text", "frames" or "embedding" (default: a string is text, an array or
+                tensor an embedding, anything else images).
 
         Returns:
             (L,) estimate at ``fs``; (num_outputs, L) for non-queried models.
@@ -138,7 +132,7 @@ class TextQueriedSeparation:
             raise ValueError(f"mixture must be a non-empty (N,) or (N, C) wave, got shape {tuple(wave.shape)}")
         if self.model.head.needs_query and query is None:
             raise ValueError("this model is query-conditioned: give a text, image or embedding query")
-        emb = self.embed_query(query) if self.model.head.needs_query else None
+        emb = self.embed_query(query, query_kind) if self.model.head.needs_query else None
         resampled = self._resample(wave, fs, self.sample_rate).to(self.device)
 
         def separate_chunks(chunks: torch.Tensor) -> torch.Tensor:
@@ -189,7 +183,8 @@ def inference(args: argparse.Namespace) -> None:
     scps = [dict() for _ in range(num_outputs)]
     for key in tqdm(sorted(mixtures), desc="separate"):
         wave, fs = _read_wave(mixtures[key])
-        est = sep(wave, fs, queries[key], output_length=args.output_length)
+        kind, query = queries[key]
+        est = sep(wave, fs, query, output_length=args.output_length, query_kind=kind)
         est = est.reshape(num_outputs, -1)
         for i in range(num_outputs):
             path = wav_dir / f"{key}_spk{i + 1}.wav"

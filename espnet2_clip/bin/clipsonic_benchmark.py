@@ -53,7 +53,8 @@ def benchmark(t2a, query: str, num_steps: int, guidance_scale: float, repeats: i
     }
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
+    """Argument parser of the CLI."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_config", required=True)
     parser.add_argument("--model_file", required=True)
@@ -66,6 +67,11 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no_prior", action="store_true", help="ZS even if the config records a prior")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, help="also write the JSON here")
+    return parser
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
     args = parser.parse_args(cmd)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")

@@ -253,7 +253,7 @@ def get_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score one directory of generated clips")
     s.add_argument("--gen_scp", required=True, help="wav.scp of the generated clips")
     s.add_argument("--gen_label", required=True, help="'uttid class' of the class each clip was generated for")
-    s.add_argument("--classifier_dir", default=None, help="Evaluation classifier (train_audio_classifier)")
+    s.add_argument("--classifier_dir", default=None, help="Evaluation classifier (classifier_train)")
     s.add_argument("--ref_scp", default=None, help="wav.scp of real reference clips (FD / FAD)")
     s.add_argument("--fad_ckpt_dir", default=None, help="Local torch.hub dir with VGGish (FAD)")
     s.add_argument("--clap_ckpt", default=None, help="Local LAION-CLAP checkpoint (.pt) for the CLAP score")

@@ -34,7 +34,8 @@ from tqdm import tqdm
 from typeguard import typechecked
 
 from espnet2_clip import register  # noqa: F401
-from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, build_query_encoder, run_cli
+from espnet2_clip.query.embedder import QueryEmbedder, infer_query_kind
+from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, run_cli
 from espnet2_clip.t2a.mel import GriffinLim, check_same_mel_conf, fit_length
 from espnet2_clip.tasks.clipsonic import CLIPSonicTask
 from espnet2_clip.utils.fileio import atomic_path, write_scp
@@ -93,9 +94,12 @@ class TextToAudio:
         if self.clip_samples < int(self.mel_conf["n_fft"]):
             raise ValueError(f"num_samples must be >= n_fft ({self.mel_conf['n_fft']}), got {self.clip_samples}")
         self.num_frames = self.model.mel.num_frames(self.clip_samples)
-        self.text_prompt = text_prompt or getattr(self.train_args, "text_prompt", "single")
-        self._encoder_conf = dict(self.train_args.query_encoder_conf or {}, **(query_encoder_conf or {}))
-        self._encoder = None
+        self.embedder = QueryEmbedder(
+            self.train_args.query_encoder,
+            dict(self.train_args.query_encoder_conf or {}, **(query_encoder_conf or {})),
+            text_prompt or getattr(self.train_args, "text_prompt", "single"),
+            device,
+        )
         self.prior_steps = prior_steps
 
         vocoder_config = vocoder_config or getattr(self.train_args, "vocoder_config", None)
@@ -150,44 +154,33 @@ class TextToAudio:
 
     @property
     def query_encoder(self):
-        """The frozen CLIP, built on first use."""
-        if self._encoder is None:
-            self._encoder = build_query_encoder(self.train_args.query_encoder, self._encoder_conf, self.device)
-        return self._encoder
+        """The frozen CLIP the training config records, built on first use."""
+        return self.embedder.encoder
 
-    def embed_query(self, query: Query, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Text -> CLIP text embedding (-> prior); image(s) -> mean CLIP image embedding;
-        array/tensor -> the embedding. Returns (1, D) (normalised later by the model)."""
+    def embed_query(self, query: Query, generator: Optional[torch.Generator] = None,
+                    query_kind: Optional[str] = None) -> torch.Tensor:
+        """(1, D) condition of a "text" (ZS, or PD through the prior), "frames" (IQ: the mean image
+        embedding) or "embedding" query (default kind: inferred from the Python type)."""
         if query is None:
             raise ValueError("empty query: give a text, an image or a CLIP embedding")
-        if isinstance(query, str):
-            if not query.strip():
-                raise ValueError("empty text query")
-            emb = self.query_encoder.encode_text([query], templates=self.text_prompt).to(self.device)
-            if self.prior is not None:
-                emb = self.prior.sample(emb, num_steps=self.prior_steps, generator=generator)
-            return emb
-        if isinstance(query, (np.ndarray, torch.Tensor)):
-            emb = torch.as_tensor(np.asarray(query) if isinstance(query, np.ndarray) else query).float()
-            if emb.numel() == 0:
-                raise ValueError("empty query embedding")
-            if emb.dim() == 2:  # per-frame embeddings: their mean
-                emb = emb.mean(0)
-            if emb.dim() != 1 or emb.shape[0] != self.model.cond_dim:
-                raise ValueError(f"query embedding must be ({self.model.cond_dim},), got {tuple(emb.shape)}")
-            return emb.reshape(1, -1).to(self.device)
-        frames = list(query) if isinstance(query, (list, tuple)) else [query]
-        if not frames:
-            raise ValueError("empty image query")
-        return self.query_encoder.encode_frames(frames).reshape(1, -1).to(self.device)
+        kind = query_kind or infer_query_kind(query)
+        emb = self.embedder(kind, query)
+        if kind == "embedding" and (not emb.is_floating_point() or emb.shape[-1] != self.model.cond_dim):
+            raise ValueError(f"query embedding must be ({self.model.cond_dim},) floats (or per-frame "
+                             f"(n_frames, {self.model.cond_dim})), got {tuple(np.shape(query))}")
+        if kind == "text" and self.prior is not None:
+            emb = self.prior.sample(emb, num_steps=self.prior_steps, generator=generator)
+        return emb
 
     @torch.no_grad()
     def generate_mels(self, queries: Sequence[Query], guidance_scale: float = 3.0, num_steps: int = 25,
-                      seeds: Optional[Sequence[Optional[int]]] = None) -> torch.Tensor:
+                      seeds: Optional[Sequence[Optional[int]]] = None,
+                      query_kinds: Optional[Sequence[Optional[str]]] = None) -> torch.Tensor:
         """(B, n_mels, T) normalised mels for B queries sampled as one batch.
 
         Item i's prior sample and initial noise come from its own generator seeded with
-        ``seeds[i]``, so an item does not depend on what it is batched with.
+        ``seeds[i]``, so an item does not depend on what it is batched with. ``query_kinds[i]``:
+        "text", "frames" or "embedding" (default: inferred).
         """
         from espnet2_clip.t2a.diffusion import check_sampling_args
 
@@ -197,18 +190,19 @@ class TextToAudio:
         seeds = [None] * len(queries) if seeds is None else list(seeds)
         if len(seeds) != len(queries):
             raise ValueError(f"{len(queries)} queries but {len(seeds)} seeds")
+        kinds = [None] * len(queries) if query_kinds is None else list(query_kinds)
         embs, noise = [], []
-        for query, seed in zip(queries, seeds):
+        for query, seed, kind in zip(queries, seeds, kinds):
             gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-            embs.append(self.embed_query(query, gen))
+            embs.append(self.embed_query(query, gen, kind))
             noise.append(torch.randn((1, 1, self.model.mel.n_mels, self.num_frames), generator=gen))
         return self.model.sample(torch.cat(embs), self.num_frames, guidance_scale, num_steps,
                                  noise=torch.cat(noise))
 
     def generate_mel(self, query: Query, guidance_scale: float = 3.0, num_steps: int = 25,
-                     seed: Optional[int] = None) -> torch.Tensor:
+                     seed: Optional[int] = None, query_kind: Optional[str] = None) -> torch.Tensor:
         """(n_mels, T) normalised mel for one query."""
-        return self.generate_mels([query], guidance_scale, num_steps, [seed])[0]
+        return self.generate_mels([query], guidance_scale, num_steps, [seed], [query_kind])[0]
 
     @torch.no_grad()
     def mel_to_wave(self, mel: torch.Tensor) -> np.ndarray:
@@ -225,13 +219,14 @@ class TextToAudio:
         return fit_length(np.asarray(wave, dtype=np.float32), self.clip_samples)
 
     def generate(self, queries: Sequence[Query], guidance_scale: float = 3.0, num_steps: int = 25,
-                 seeds: Optional[Sequence[Optional[int]]] = None) -> List[np.ndarray]:
+                 seeds: Optional[Sequence[Optional[int]]] = None,
+                 query_kinds: Optional[Sequence[Optional[str]]] = None) -> List[np.ndarray]:
         """Batched :meth:`__call__`: one (clip_samples,) wave per query (``seeds[i]`` for item i)."""
-        mels = self.generate_mels(queries, guidance_scale, num_steps, seeds)
+        mels = self.generate_mels(queries, guidance_scale, num_steps, seeds, query_kinds)
         return [self.mel_to_wave(mel) for mel in mels]
 
     def __call__(self, query: Query, guidance_scale: float = 3.0, num_steps: int = 25,
-                 seed: Optional[int] = None) -> np.ndarray:
+                 seed: Optional[int] = None, query_kind: Optional[str] = None) -> np.ndarray:
         """Generate.
 
         Args:
@@ -240,11 +235,12 @@ class TextToAudio:
             guidance_scale: Classifier-free guidance w >= 0 (1: none; eps_u + w (eps_c - eps_u)).
             num_steps: DDIM steps (>= 1).
             seed: Seed of the sampler noise (and the prior); None: random.
+            query_kind: "text", "frames" or "embedding" (default: inferred from the Python type).
 
         Returns:
             (clip_samples,) float32 wave at ``sample_rate`` (16 kHz by default).
         """
-        return self.mel_to_wave(self.generate_mel(query, guidance_scale, num_steps, seed))
+        return self.mel_to_wave(self.generate_mel(query, guidance_scale, num_steps, seed, query_kind))
 
 
 def inference(args: argparse.Namespace) -> None:
@@ -270,9 +266,9 @@ def inference(args: argparse.Namespace) -> None:
     scp = {}
     for start in tqdm(range(0, len(keys), args.batch_size), desc="generate"):
         batch = keys[start : start + args.batch_size]
-        waves = t2a.generate([queries[key] for key in batch],
-                             guidance_scale=args.guidance_scale, num_steps=args.num_steps,
-                             seeds=[args.seed + start + i for i in range(len(batch))])
+        kinds, items = zip(*(queries[key] for key in batch))
+        waves = t2a.generate(list(items), guidance_scale=args.guidance_scale, num_steps=args.num_steps,
+                             seeds=[args.seed + start + i for i in range(len(batch))], query_kinds=list(kinds))
         for key, wave in zip(batch, waves):
             path = wav_dir / f"{key}.wav"
             with atomic_path(path) as tmp:

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m espnet2_clip.bin.download_youtube --ids IDS --out_dir DIR [options]
-    python -m espnet2_clip.bin.download_youtube --from_vggsound_csv vggsound.csv --split test --out_dir DIR
-    python -m espnet2_clip.bin.download_youtube --from_music_json MUSIC_solo_videos.json --out_dir DIR
+    python -m espnet2_clip.bin.download_youtube --ids IDS --output_dir DIR [options]
+    python -m espnet2_clip.bin.download_youtube --from_vggsound_csv vggsound.csv --split test --output_dir DIR
+    python -m espnet2_clip.bin.download_youtube --from_music_json MUSIC_solo_videos.json --output_dir DIR
 
 ``IDS`` lines are ``clip_id ytid [start_seconds duration_seconds]``. The converters write that list
 (to ``--ids``, default ``DIR/ids``) and ``DIR/label`` (``clip_id label``, every requested clip), then
@@ -35,6 +35,7 @@ from espnet2_clip.data.download import (
     write_id_list,
 )
 from espnet2_clip.data.lists import ListFormatError
+from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import write_scp
 
 PROG = "download_youtube"
@@ -56,7 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--from_music_json", default=None,
                    help="make the id list from a MUSIC json ({'videos': {label: [ytid, ...]}})")
     g.add_argument("--convert_only", action="store_true", help="write ids + label and stop")
-    g.add_argument("--out_dir", required=True, help="output dir (videos/, video.scp, missing, report)")
+    g.add_argument("--output_dir", required=True, help="output dir (videos/, video.scp, missing, report)")
 
     g = p.add_argument_group("yt-dlp")
     g.add_argument("--ytdlp", default=None,
@@ -110,8 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     import shlex
 
     parser = get_parser()
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out_dir)
+    args = parse_args(parser, argv, OUTPUT_DIR_ALIASES)
+    out_dir = Path(args.output_dir)
     if args.from_vggsound_csv and args.from_music_json:
         parser.error("give at most one of --from_vggsound_csv / --from_music_json")
     try:

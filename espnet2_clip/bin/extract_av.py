@@ -1,6 +1,6 @@
 """Extract 16 kHz mono audio and 1 fps frames from the videos of a data dir.
 
-Input: ``DATA_DIR/video.scp`` (``uttid path.mp4``). Output (in ``--out_dir``, default DATA_DIR):
+Input: ``DATA_DIR/video.scp`` (``uttid path.mp4``). Output (in ``--output_dir``, default DATA_DIR):
 
 * ``wav.scp``          ``uttid AUDIO_DIR/uttid.wav`` (PCM16, ``--fs`` Hz, mono)
 * ``frames.scp``       ``uttid FRAMES_DIR/uttid`` (``000001.jpg`` ...; frame i covers
@@ -8,7 +8,7 @@ Input: ``DATA_DIR/video.scp`` (``uttid path.mp4``). Output (in ``--out_dir``, de
 * ``utt2num_frames``   ``uttid number_of_frames``
 * ``bad_videos``       ``uttid reason`` for every skipped item (only if any)
 
-and, when ``--out_dir`` differs from the input, copies of the input's other ``uttid value``
+and, when ``--output_dir`` differs from the input, copies of the input's other ``uttid value``
 files (``label``, ``caption``, ``offscreen``, ``video.scp``...) restricted to the good items.
 
 Runs ``--nj`` workers; videos without an audio track or that ffmpeg cannot decode are skipped,
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from espnet2_clip.data.video import VideoError, extract_audio, extract_frames
+from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import read_scp, write_scp
 
 _COPY = ("label", "caption", "offscreen", "video.scp", "text", "utt2spk", "utt2category")
@@ -36,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data_dir", nargs="?", default=None, help="directory holding video.scp")
     p.add_argument("--data_dir", dest="data_dir_opt", default=None, help="same as the positional")
-    p.add_argument("--out_dir", default=None, help="where the scp files go (default: data_dir)")
+    p.add_argument("--output_dir", default=None, help="where the scp files go (default: data_dir)")
     p.add_argument("--audio_dir", default=None, help="wav files (default: OUT_DIR/wav)")
     p.add_argument("--frames_dir", default=None, help="frame dirs (default: OUT_DIR/frames)")
     p.add_argument("--fs", type=int, default=16000, help="audio sampling rate")
@@ -69,11 +70,11 @@ def _work(job) -> Tuple[str, Optional[str], Optional[str], int, Optional[str]]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = get_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, OUTPUT_DIR_ALIASES)
     if (args.data_dir is None) == (args.data_dir_opt is None):
         parser.error("give the data dir once, as positional or --data_dir")
     data_dir = Path(args.data_dir or args.data_dir_opt)
-    out_dir = Path(args.out_dir) if args.out_dir else data_dir
+    out_dir = Path(args.output_dir) if args.output_dir else data_dir
     audio_dir = Path(args.audio_dir) if args.audio_dir else out_dir / "wav"
     frames_dir = Path(args.frames_dir) if args.frames_dir else out_dir / "frames"
     try:

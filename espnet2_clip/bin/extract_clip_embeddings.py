@@ -1,230 +1,26 @@
-"""Extract CLIP embeddings (raw, unnormalised, fp32) to ``.npy`` files plus an scp.
+#!/usr/bin/env python3
+"""Deprecated name of ``espnet2_clip.bin.query_embed`` (kept for one release): ``--clip_model X
+--clip_pretrained Y`` are read as ``--query_encoder clip --query_encoder_conf "{model_name: X,
+pretrained: Y}"``, ``--prompt`` as ``--text_prompt``."""
 
-Modes::
-
-    frames  --input_scp 'uttid frame_dir'  -> <out>/frames/<uttid>.npy (n_frames, D), frames_embed.scp
-    image   --input_scp 'uttid image.png'  -> <out>/image/<uttid>.npy  (D,),          image_embed.scp
-    text    --input_scp 'uttid query text' -> <out>/text/<uttid>.npy   (D,),          text_embed.scp
-
-A frame dir holds 1 fps frames ``000001.jpg``, ``000002.jpg``, ... (sorted by name; jpg/png).
-Existing valid outputs made with the same model (``<out>/<mode>_clip_info.json``) are kept
-unless ``--overwrite``; a missing or empty frame dir / unreadable image is skipped, counted,
-and listed in ``<out>/<mode>_skipped``.
-
-Example::
-
-    python -m espnet2_clip.bin.extract_clip_embeddings --mode frames \\
-        --input_scp data/train/frames.scp --output_dir dump/clip/train \\
-        --clip_model exp/clip --clip_pretrained none
-"""
-
-import argparse
-import json
-import logging
 import sys
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
-import numpy as np
-from tqdm import tqdm
-
-from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp, write_text_atomic
-
-logger = logging.getLogger("espnet2_clip.extract_clip_embeddings")
-
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def list_frames(frame_dir: Path) -> List[Path]:
-    if not frame_dir.is_dir():
-        return []
-    return sorted(p for p in frame_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file())
-
-
-def _safe_name(uttid: str) -> str:
-    return uttid.replace("/", "__").replace("\\", "__")
-
-
-def _valid_npy(path: Path, shape: Tuple[int, ...]) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        arr = np.load(path, mmap_mode="r")
-    except Exception:  # noqa: BLE001 - any unreadable file is recomputed
-        return False
-    return arr.dtype == np.float32 and tuple(arr.shape) == tuple(shape)
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(arr, dtype=np.float32))
-
-
-def read_text_queries(path: Path) -> Dict[str, str]:
-    """``uttid query text``; an empty query raises ValueError naming file:line."""
-    queries = read_scp(path, allow_empty_value=True)
-    for key, value in queries.items():
-        if not value.strip():
-            with open(path, encoding="utf-8") as f:
-                lineno = next((i for i, ln in enumerate(f, 1) if ln.split() and ln.split()[0] == key), 0)
-            raise ValueError(f"{path}:{lineno}: empty text query for '{key}'")
-    return queries
-
-
-def weights_fingerprint(clip_model: str, clip_pretrained: Optional[str]) -> Dict[str, List[int]]:
-    """Size and mtime of local weight files, so a retrained CLIP invalidates the cache."""
-    files: List[Path] = []
-    for name in (clip_model, clip_pretrained):
-        if not name:
-            continue
-        p = Path(str(name)[len("local-dir:"):] if str(name).startswith("local-dir:") else str(name))
-        if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.suffix in (".safetensors", ".bin", ".pth", ".json"))
-        elif p.is_file():
-            files.append(p)
-    return {str(f): [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", required=True, choices=["frames", "image", "text"])
-    p.add_argument("--input_scp", required=True,
-                   help="frames: 'uttid frame_dir'; image: 'uttid path'; text: 'uttid query text'")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--output_scp", default=None, help="default <output_dir>/<mode>_embed.scp")
-    p.add_argument("--clip_model", default="ViT-B-32",
-                   help="open_clip name, espnet2clip-* name, a trained model dir (train_clip output) "
-                        "or an open_clip config JSON")
-    p.add_argument("--clip_pretrained", default="openai",
-                   help="open_clip pretrained tag or checkpoint file; 'none' for a model dir")
-    p.add_argument("--prompt", default="single", choices=["single", "ensemble", "none"],
-                   help="text mode: 'a photo of {}' (single), the official 5-template ensemble, or raw")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--overwrite", action="store_true", help="recompute existing outputs")
-    return p
+from espnet2_clip.bin.query_embed import get_parser, run  # noqa: F401  (old imports keep working)
+from espnet2_clip.utils.cli import logger
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(argv)
-    # our INFO, but only WARNING from open_clip's (root logger) messages
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("espnet2_clip").setLevel(logging.INFO)
-    run(args)
+    from espnet2_clip.bin import query_embed
 
-
-def run(args) -> Dict[str, int]:
-    from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
-
-    mode = args.mode
-    in_scp = Path(args.input_scp)
-    out_dir = Path(args.output_dir)
-    npy_dir = out_dir / mode
-    out_scp = Path(args.output_scp) if args.output_scp else out_dir / f"{mode}_embed.scp"
-    entries = read_text_queries(in_scp) if mode == "text" else read_scp(in_scp)
-
-    encoder = CLIPQueryEncoder(args.clip_model, args.clip_pretrained, device=args.device,
-                               batch_size=args.batch_size)
-    dim = encoder.embed_dim
-    info = {"clip_model": str(args.clip_model), "clip_pretrained": str(args.clip_pretrained),
-            "embed_dim": dim, "normalized": False,
-            "weights": weights_fingerprint(args.clip_model, args.clip_pretrained)}
-    if mode == "text":
-        info["prompt"] = args.prompt
-    info_path = out_dir / f"{mode}_clip_info.json"
-    reuse = not args.overwrite
-    if reuse and info_path.is_file():
-        try:
-            old = json.loads(info_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = None
-        if old != info:
-            logger.warning(f"{info_path}: existing outputs came from {old}; recomputing all")
-            reuse = False
-    npy_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(info_path, json.dumps(info, indent=2) + "\n")
-
-    out: Dict[str, str] = {}
-    skipped: Dict[str, str] = {}
-    n_cached = 0
-    todo: List[Tuple[str, Path, object]] = []
-    for key, value in entries.items():
-        path = npy_dir / f"{_safe_name(key)}.npy"
-        if mode == "frames":
-            frames = list_frames(Path(value))
-            if not frames:
-                why = "missing frame dir" if not Path(value).is_dir() else "no frames (jpg/png)"
-                skipped[key] = f"{why}: {value}"
-                continue
-            shape = (len(frames), dim)
-            item = frames
-        elif mode == "image":
-            if not Path(value).is_file():
-                skipped[key] = f"missing image: {value}"
-                continue
-            shape, item = (dim,), value
-        else:
-            shape, item = (dim,), value
-        if reuse and _valid_npy(path, shape):
-            out[key] = str(path)
-            n_cached += 1
-            continue
-        todo.append((key, path, item))
-
-    if mode == "text":
-        for s in tqdm(range(0, len(todo), args.batch_size), desc="text", mininterval=5):
-            chunk = todo[s : s + args.batch_size]
-            emb = encoder.encode_text([q for _, _, q in chunk], templates=args.prompt, progress=False)
-            for (key, path, _), e in zip(chunk, emb.numpy()):
-                _save_npy(path, e)
-                out[key] = str(path)
-    elif mode == "image":
-        from PIL import Image
-
-        for s in tqdm(range(0, len(todo), args.batch_size), desc="image", mininterval=5):
-            chunk, images = [], []
-            for key, path, img_path in todo[s : s + args.batch_size]:
-                try:
-                    with Image.open(img_path) as im:
-                        images.append(im.convert("RGB"))
-                    chunk.append((key, path))
-                except Exception as e:  # noqa: BLE001 - name the file, go on
-                    skipped[key] = f"unreadable image {img_path}: {e}"
-            if not images:
-                continue
-            emb = encoder.encode_images(images, progress=False)
-            for (key, path), e in zip(chunk, emb.numpy()):
-                _save_npy(path, e)
-                out[key] = str(path)
-    else:
-        from PIL import Image
-
-        for key, path, frames in tqdm(todo, desc="frames", mininterval=5):
-            try:
-                images = []
-                for fp in frames:
-                    with Image.open(fp) as im:
-                        images.append(im.convert("RGB"))
-            except Exception as e:  # noqa: BLE001 - name the file, go on
-                skipped[key] = f"unreadable frame in {frames[0].parent}: {e}"
-                continue
-            emb = encoder.encode_images(images, progress=False).numpy()
-            _save_npy(path, emb)
-            out[key] = str(path)
-
-    write_scp(out_scp, out)
-    skip_file = out_dir / f"{mode}_skipped"
-    if skipped:
-        write_text_atomic(skip_file, "".join(f"{k} {v}\n" for k, v in sorted(skipped.items())))
-        for k, v in list(sorted(skipped.items()))[:5]:
-            logger.warning(f"skipped {k}: {v}")
-        logger.warning(f"{len(skipped)} of {len(entries)} entries skipped (list: {skip_file})")
-    elif skip_file.exists():
-        skip_file.unlink()
-    logger.info(f"{mode}: {len(out)} embeddings (D={dim}) in {out_scp} "
-                 f"({len(out) - n_cached} computed, {n_cached} cached, {len(skipped)} skipped)")
-    return {"written": len(out) - n_cached, "cached": n_cached, "skipped": len(skipped)}
+    logger.warning("espnet2_clip.bin.extract_clip_embeddings is deprecated and will be removed after the next "
+                   "release: use python -m espnet2_clip.bin.query_embed")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a == "--clip_model" or a.startswith("--clip_model=") for a in argv):
+        argv += ["--clip_model", "ViT-B-32"]  # the old defaults
+    if not any(a == "--clip_pretrained" or a.startswith("--clip_pretrained=") for a in argv):
+        argv += ["--clip_pretrained", "openai"]
+    query_embed.main(["--query_encoder", "clip"] + argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 Input ``--data_dir``: ``wav.scp`` (mixtures), ``spk1.scp`` (targets), ``text`` (queries),
 optional ``spk2.scp`` (interference), ``query_image.scp``, ``label``. Wavs already at
 ``--fs`` and mono are referenced as they are; others are downmixed/resampled into
-``--out_dir/wav``. With ``spk2.scp`` the references must add up to the mixture (ESPnet's
+``--output_dir/wav``. With ``spk2.scp`` the references must add up to the mixture (ESPnet's
 convention; the sources as they appear in the mixture), otherwise the stage stops.
 """
 
@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 import soundfile as sf
 
+from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
 
 AUDIO = ("wav.scp", "spk1.scp", "spk2.scp")
@@ -81,15 +82,21 @@ def format_test_set(data_dir: Path, out_dir: Path, fs: int) -> int:
     return len(ids)
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
+    """Argument parser of the CLI."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", required=True, type=Path)
-    parser.add_argument("--out_dir", required=True, type=Path)
+    parser.add_argument("--output_dir", required=True, type=Path)
     parser.add_argument("--fs", type=int, default=16000)
-    args = parser.parse_args(cmd)
+    return parser
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
+    args = parse_args(parser, cmd, OUTPUT_DIR_ALIASES)
     logging.basicConfig(level="INFO", format="%(levelname)s: %(message)s")
     try:
-        format_test_set(args.data_dir, args.out_dir, args.fs)
+        format_test_set(args.data_dir, args.output_dir, args.fs)
     except (ValueError, FileNotFoundError) as exc:
         logging.error(str(exc))
         return 1

@@ -2,9 +2,9 @@
 
 Example::
 
-    python -m espnet2_clip.bin.make_bridge_world --out world --seed 0
-    python -m espnet2_clip.bin.make_bridge_world --out world_ci --preset ci
-    python -m espnet2_clip.bin.make_bridge_world --out world_noisy --offscreen_noise_prob 0.5
+    python -m espnet2_clip.bin.make_bridge_world --output_dir world --seed 0
+    python -m espnet2_clip.bin.make_bridge_world --output_dir world_ci --preset ci
+    python -m espnet2_clip.bin.make_bridge_world --output_dir world_noisy --offscreen_noise_prob 0.5
 
 Options left out take the preset's value (``default`` or ``ci``). See
 :mod:`espnet2_clip.data.bridge_world` for the layout.
@@ -17,13 +17,14 @@ import sys
 from typing import List, Optional
 
 from espnet2_clip.data.bridge_world import PRESETS, WorldConfig, generate_world
+from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--out", required=True, help="output world directory")
+    p.add_argument("--output_dir", required=True, help="output world directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="size preset; explicit options override it")
@@ -35,7 +36,7 @@ def get_parser() -> argparse.ArgumentParser:
                        help=f"(default: preset value, {getattr(defaults, f.name)} in 'default')")
     p.add_argument("--nj", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers")
     p.add_argument("--force", action="store_true",
-                   help="regenerate when --out holds a world with other settings")
+                   help="regenerate when --output_dir holds a world with other settings")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -50,10 +51,10 @@ def config_from_args(args) -> WorldConfig:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args(get_parser(), argv, OUTPUT_DIR_ALIASES)
     try:
         cfg = config_from_args(args)
-        generate_world(args.out, cfg, nj=max(1, args.nj), force=args.force,
+        generate_world(args.output_dir, cfg, nj=max(1, args.nj), force=args.force,
                        progress=not args.no_progress)
     except ValueError as e:
         print(f"make_bridge_world: error: {e}", file=sys.stderr)

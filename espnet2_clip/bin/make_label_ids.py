@@ -45,13 +45,19 @@ def write_ids(labels_file: Path, vocab: Dict[str, int], out_dir: Path) -> int:
     return len(scp)
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
+    """Argument parser of the CLI."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_label", required=True, type=Path, help="'uttid label' of the training set")
     parser.add_argument("--input", action="append", type=Path, default=[],
                         help="'uttid label' files to convert (repeatable); <set> = its parent dir name")
     parser.add_argument("--vocab", required=True, type=Path, help="output label vocabulary")
     parser.add_argument("--output_dir", required=True, type=Path)
+    return parser
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
     args = parser.parse_args(cmd)
     vocab_list = build_vocab(args.train_label)
     write_text_atomic(args.vocab, "".join(f"{v}\n" for v in vocab_list))

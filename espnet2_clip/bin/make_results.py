@@ -284,7 +284,8 @@ def make_results(exp_dir: Path, tags: Sequence[str], dump_dir: Path, test_sets: 
     return result
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
+    """Argument parser of the CLI."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp_dir", required=True, type=Path)
     parser.add_argument("--tags", required=True, help="space-separated model tags (exp/<tag>)")
@@ -298,6 +299,11 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--model_file", default="valid.loss.best.pth", help="checkpoint name for the figure")
     parser.add_argument("--paper_results", default=None, type=Path,
                         help="YAML of the paper's numbers, printed beside ours (see load_paper_results)")
+    return parser
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
     args = parser.parse_args(cmd)
     try:
         text = make_results(args.exp_dir, args.tags.split(), args.dump_dir, parse_test_sets(args.test_sets),

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import read_scp, split_paths, write_scp
 
 PATH_FILES = {"video.scp", "image.scp", "wav.scp", "spk1.scp", "spk2.scp", "query_image.scp"}
@@ -134,7 +135,7 @@ def prepare(world_dir: Path, out_dir: Path, valid_fraction: float, seed: int,
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world_dir", required=True, type=Path)
-    parser.add_argument("--out_dir", default=Path("data"), type=Path)
+    parser.add_argument("--output_dir", default=Path("data"), type=Path)
     parser.add_argument("--valid_fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--test_sets", nargs="+", default=["test_mix"],
@@ -143,10 +144,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(cmd)
+    args = parse_args(get_parser(), cmd, OUTPUT_DIR_ALIASES)
     logging.basicConfig(level="INFO", format="%(levelname)s: %(message)s")
     try:
-        counts = prepare(args.world_dir, args.out_dir, args.valid_fraction, args.seed, args.test_sets)
+        counts = prepare(args.world_dir, args.output_dir, args.valid_fraction, args.seed, args.test_sets)
     except (DataError, ValueError, FileNotFoundError) as exc:
         logging.error(str(exc))
         return 1

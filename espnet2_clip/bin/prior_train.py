@@ -4,7 +4,7 @@
 From captioned images, embedded with a frozen CLIP (the one the audio model's queries came from)::
 
     python -m espnet2_clip.bin.prior_train --image_scp data/images/image.scp \\
-        --caption data/images/caption --clip_model_name exp/clip --output_dir exp/prior
+        --caption data/images/caption --query_encoder_conf "{model_name: exp/clip, pretrained: none}" --output_dir exp/prior
 
 or from precomputed embedding pairs (``uttid emb.npy`` lists, (D,) or (n, D) arrays)::
 
@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from espnet2_clip.t2a.prior import DiffusionPrior, save_prior
+from espnet2_clip.utils.cli import CLIP_ENCODER_ALIASES, rewrite_deprecated
 from espnet2_clip.utils.cpu import flush_denormals
 from espnet2_clip.utils.fileio import read_scp
 
@@ -46,15 +47,15 @@ def _load_pairs_from_npy(text_scp: str, image_scp: str) -> Tuple[torch.Tensor, t
 
 
 def _load_pairs_from_images(args) -> Tuple[torch.Tensor, torch.Tensor]:
-    from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
+    from espnet2_clip.query.choices import build_query_encoder
 
     images, captions = read_scp(args.image_scp), read_scp(args.caption)
     keys = sorted(set(images) & set(captions))
     if not keys:
         raise ValueError(f"{args.image_scp} and {args.caption} share no ids")
-    enc = CLIPQueryEncoder(model_name=args.clip_model_name, pretrained=args.clip_pretrained, device=args.device)
-    text = enc.encode_text([captions[k] for k in keys], templates="none")
-    image = enc.encode_images([images[k] for k in keys])
+    enc = build_query_encoder(args.query_encoder, args.query_encoder_conf, args.device)
+    text = enc.encode("text", [captions[k] for k in keys], templates="none")
+    image = enc.encode("image", [images[k] for k in keys])
     return text.cpu(), image.cpu()
 
 
@@ -101,9 +102,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=None, help="YAML file whose keys set defaults of the options below")
     parser.add_argument("--image_scp", help="'uttid image path' list of captioned images")
     parser.add_argument("--caption", help="'uttid caption text' list")
-    parser.add_argument("--clip_model_name", default="ViT-B-32",
-                        help="The frozen CLIP (open_clip name, model dir or config JSON)")
-    parser.add_argument("--clip_pretrained", default="openai", help="open_clip tag or checkpoint file")
+    parser.add_argument("--query_encoder", default="clip",
+                        help="The frozen encoder of the captions and images (a registry name; CLIP)")
+    parser.add_argument("--query_encoder_conf", action=NestedDictAction,
+                        default=dict(model_name="ViT-B-32", pretrained="openai"),
+                        help="Its options, e.g. {model_name: exp/clip, pretrained: none}")
     parser.add_argument("--text_emb_scp", help="'uttid text_emb.npy' list (instead of images + captions)")
     parser.add_argument("--image_emb_scp", help="'uttid image_emb.npy' list")
     parser.add_argument("--output_dir", required=True)
@@ -120,6 +123,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     """CLI entry point."""
     parser = get_parser()
+    cmd = rewrite_deprecated(sys.argv[1:] if cmd is None else cmd, CLIP_ENCODER_ALIASES)
     args, _ = parser.parse_known_args(cmd)
     if args.config:
         parser.set_defaults(**yaml.safe_load(open(args.config)) or {})
@@ -140,7 +144,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     prior = train_prior(text, image, args.prior_conf, args.epochs, args.batch_size, args.lr, args.seed, args.device)
     extra = {"num_pairs": int(text.shape[0])}
     if use_images:
-        extra["clip"] = {"model_name": args.clip_model_name, "pretrained": args.clip_pretrained}
+        extra["query_encoder"] = {"name": args.query_encoder, "conf": dict(args.query_encoder_conf)}
     paths = save_prior(prior.cpu(), args.output_dir, extra)
     logging.info(f"wrote {paths['prior_config']} and {paths['prior_file']}")
 

@@ -341,7 +341,7 @@ def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
                 diff = sorted(k for k in set(old) | set(conf) if old.get(k) != conf.get(k))
                 raise ValueError(
                     f"{out} already holds a bridge world with other settings ({', '.join(diff)}); "
-                    "use another --out or --force to regenerate"
+                    "use another --output_dir or --force to regenerate"
                 )
             for name in _OWNED:
                 p = out / name

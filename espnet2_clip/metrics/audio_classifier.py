@@ -137,7 +137,7 @@ def load_classifier(model_dir: PathLike, device: str = "cpu") -> AudioClassifier
     config_path = model_dir / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"no audio classifier in {model_dir} (config.yaml missing): train one with "
-                                "python -m espnet2_clip.bin.train_audio_classifier")
+                                "python -m espnet2_clip.bin.classifier_train")
     config = yaml.safe_load(config_path.read_text())
     model = AudioClassifier(config["class_names"], **config["classifier_conf"])
     model.load_state_dict(torch.load(model_dir / "model.pth", map_location=device))

@@ -11,11 +11,14 @@ from typing import Optional, Sequence, Union
 import torch
 from typeguard import typechecked
 
+from espnet2_clip.query.abs_query_encoder import AbsQueryEncoder
 from espnet2_clip.query.clip_encoder import get_templates
 
 
-class BERTQueryEncoder(torch.nn.Module):
+class BERTQueryEncoder(AbsQueryEncoder):
     """Text -> (N, hidden) embeddings from a frozen Hugging Face encoder."""
+
+    modalities = ("text",)
 
     @typechecked
     def __init__(self, model_name_or_path: Union[str, Path] = "prajjwal1/bert-mini", pooling: str = "cls",

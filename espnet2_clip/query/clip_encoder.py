@@ -7,7 +7,7 @@ Ways to name a model (``model_name``, ``pretrained``):
   with QuickGELU (all ``openai`` ones) QuickGELU is switched on, as in the original CLIP.
 * open_clip built-in name (or ``espnet2clip-tiny`` / ``espnet2clip-small``) + a local
   checkpoint file (``.safetensors``, ``.pt``, ``.bin``, ``.pth``).
-* a directory written by ``espnet2_clip.bin.train_clip`` (or any open_clip
+* a directory written by ``espnet2_clip.bin.clip_train`` (or any open_clip
   ``local-dir:`` / HF-hub style folder): ``open_clip_config.json`` +
   ``open_clip_model.safetensors``; ``"local-dir:<dir>"`` works too. ``pretrained`` is
   then ignored unless it is a checkpoint file, which replaces the folder's weights.
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from espnet2_clip.query.abs_query_encoder import AbsQueryEncoder
 from espnet2_clip.query.configs import register_builtin_configs, register_config_file
 
 PROMPT_ENSEMBLE: Tuple[str, ...] = (
@@ -165,7 +166,7 @@ def create_clip(
     return model, preprocess, tokenizer
 
 
-class CLIPQueryEncoder(torch.nn.Module):
+class CLIPQueryEncoder(AbsQueryEncoder):
     """Frozen open_clip model giving CLIPSep's query embeddings (fp32, not normalised).
 
     Args:
@@ -203,10 +204,7 @@ class CLIPQueryEncoder(torch.nn.Module):
         self.batch_size = int(batch_size)
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
 
-    def train(self, mode: bool = True):
-        """Stays in eval mode: CLIP is frozen."""
-        super().train(False)
-        return self
+    modalities = ("text", "image")
 
     @property
     def device(self) -> torch.device:
@@ -305,13 +303,6 @@ class CLIPQueryEncoder(torch.nn.Module):
             pix = self._to_pixels(images[s : s + self.batch_size]).to(self.device, self._dtype)
             outs.append(self.model.encode_image(pix, normalize=False).float())
         return torch.cat(outs, 0)
-
-    @torch.no_grad()
-    def encode_frames(self, frames) -> torch.Tensor:
-        """Embed the frames of one video and average them: ``(D,)`` (CLIPSep: 3-frame mean)."""
-        if len(frames) == 0:
-            raise ValueError("encode_frames: no frames given")
-        return self.encode_images(frames).mean(0)
 
     def forward(self, queries: Sequence[str], templates: Union[str, Sequence[str]] = SINGLE_PROMPT):
         return self.encode_text(queries, templates)

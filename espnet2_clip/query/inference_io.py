@@ -1,27 +1,14 @@
-"""What the inference front ends (CLIPSep separation, CLIPSonic generation) share: the frozen
-query encoder recorded in a training config, the query lists of the CLIs and their common options."""
+"""What the inference front ends (CLIPSep separation, CLIPSonic generation) share: the query lists
+of the CLIs (each of an explicit kind) and their common options."""
 
 import argparse
 import logging
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
 from espnet2_clip.utils.cpu import flush_denormals
 from espnet2_clip.utils.fileio import read_scp, split_paths
-
-
-def build_query_encoder(name: Optional[str], conf: Dict, device: str):
-    """The frozen encoder recorded in a training config (``query_encoder`` / ``query_encoder_conf``)."""
-    if name == "clip":
-        from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
-
-        return CLIPQueryEncoder(device=device, **conf)
-    if name == "bert":
-        from espnet2_clip.query.bert_encoder import BERTQueryEncoder
-
-        return BERTQueryEncoder(device=device, **conf)
-    raise ValueError(f"this model records no query encoder ({name!r}): pass embeddings as queries")
 
 
 def add_query_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -44,14 +31,13 @@ def add_query_arguments(parser: argparse.ArgumentParser, required: bool) -> None
 class QueryLists:
     """The query list given to a CLI (text, image or embedding ``scp``), read by utterance id."""
 
+    KINDS = (("--query_text", "text"), ("--query_image", "frames"), ("--query_embedding", "embedding"))
+
     def __init__(self, args: argparse.Namespace):
-        self.texts = read_scp(args.query_text) if args.query_text else None
-        self.images = read_scp(args.query_image) if args.query_image else None
-        self.embeddings = read_scp(args.query_embedding) if args.query_embedding else None
-        self.option, self.table = next(
-            ((name, table) for name, table in (("--query_text", self.texts), ("--query_image", self.images),
-                                               ("--query_embedding", self.embeddings)) if table is not None),
-            (None, None),
+        tables = {"text": args.query_text, "frames": args.query_image, "embedding": args.query_embedding}
+        self.option, self.kind, self.table = next(
+            ((option, kind, read_scp(tables[kind])) for option, kind in self.KINDS if tables[kind]),
+            (None, None, None),
         )
 
     def check_covers(self, keys: Sequence[str]) -> None:
@@ -61,15 +47,17 @@ class QueryLists:
             if missing:
                 raise ValueError(f"{self.option} has no query for {len(missing)} mixtures, e.g. {missing[:5]}")
 
-    def __getitem__(self, key: str) -> Any:
-        """Text, list of PIL frames, or an embedding array (None without a query list)."""
-        if self.texts is not None:
-            return self.texts[key]
-        if self.images is not None:
-            return _load_frames(self.images[key])
-        if self.embeddings is not None:
-            return np.load(self.embeddings[key])
-        return None
+    def __getitem__(self, key: str) -> Tuple[Optional[str], Any]:
+        """``(kind, query)``: ("text", str), ("frames", list of PIL frames), ("embedding", array),
+        or (None, None) without a query list."""
+        if self.table is None:
+            return None, None
+        value = self.table[key]
+        if self.kind == "frames":
+            return self.kind, _load_frames(value)
+        if self.kind == "embedding":
+            return self.kind, np.load(value)
+        return self.kind, value
 
 
 def _load_frames(value: str) -> list:

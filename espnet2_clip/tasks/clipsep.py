@@ -27,6 +27,7 @@ from espnet2.utils.types import str_or_none
 from torch.utils.data import DataLoader
 from typeguard import typechecked
 
+from espnet2_clip.query.choices import query_encoder_choices
 from espnet2_clip.sep.espnet_model import ESPnetCLIPSepModel
 from espnet2_clip.sep.frontend import LogFreqSTFT
 from espnet2_clip.sep.heads import AbsMaskHead, NoiseInvariantHead, PITHead, QueryMaskHead
@@ -154,7 +155,9 @@ class CLIPSepTask(AbsTask):
     """CLIPSep, CLIPSep-NIT and the baselines (CLIPSep-Text, BERTSep, LabelSep, PIT)."""
 
     num_optimizers: int = 1
-    class_choices_list = [head_choices, query_choices]
+    # query_encoder: the frozen encoder that made the query embeddings (not part of the model;
+    # recorded so that inference embeds text / image queries the same way)
+    class_choices_list = [head_choices, query_choices, query_encoder_choices]
     trainer = Trainer
 
     @classmethod
@@ -175,15 +178,6 @@ class CLIPSepTask(AbsTask):
                            default=get_default_kwargs(AudioUNet), help="U-Net options.")
         group.add_argument("--model_conf", action=NestedDictAction,
                            default=get_default_kwargs(ESPnetCLIPSepModel), help="Model options.")
-        group.add_argument(
-            "--query_encoder", type=str_or_none, default="clip", choices=["clip", "bert", None],
-            help="Frozen encoder that produced the query embeddings (used at inference).",
-        )
-        group.add_argument(
-            "--query_encoder_conf", action=NestedDictAction,
-            default=dict(model_name="ViT-B-32", pretrained="openai"),
-            help="Options of the query encoder (e.g. model_name, pretrained).",
-        )
         group.add_argument(
             "--train_query", type=str, default="image", choices=["image", "text", "label", "none"],
             help="What the training queries are (recipes pick the query data from it): CLIP image "

@@ -33,6 +33,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
 from typeguard import typechecked
 
+from espnet2_clip.query.choices import query_encoder_choices
 from espnet2_clip.sep.preprocessor import CLIPSepPreprocessor
 from espnet2_clip.t2a.espnet_model import ESPnetCLIPSonicModel
 from espnet2_clip.t2a.mel import MelFrontend
@@ -63,7 +64,8 @@ class CLIPSonicTask(AbsTask):
     """Train the CLIP-conditioned mel diffusion model with ESPnet's Trainer."""
 
     num_optimizers: int = 1
-    class_choices_list = []
+    # query_encoder: the frozen CLIP that made the conditioning embeddings (recorded for inference)
+    class_choices_list = [query_encoder_choices]
     trainer = Trainer
 
     @classmethod
@@ -76,11 +78,6 @@ class CLIPSonicTask(AbsTask):
         group.add_argument("--model_conf", action=NestedDictAction,
                            default=get_default_kwargs(ESPnetCLIPSonicModel),
                            help="cond_drop_prob, schedule_conf.")
-        group.add_argument("--query_encoder", type=str_or_none, default="clip", choices=["clip", None],
-                           help="Frozen encoder that produced the query embeddings (used at inference).")
-        group.add_argument("--query_encoder_conf", action=NestedDictAction,
-                           default=dict(model_name="ViT-B-32", pretrained="openai"),
-                           help="Options of the query encoder (e.g. model_name, pretrained).")
         group.add_argument("--text_prompt", type=str, default="single", choices=["single", "ensemble", "none"],
                            help="Template of text queries at inference ('a photo of {}' by default).")
         group.add_argument("--vocoder_config", type=str_or_none, default=None,
@@ -95,6 +92,8 @@ class CLIPSonicTask(AbsTask):
         group.add_argument("--frame_rate", type=float, default=1.0, help="Video frame rate of the query frames.")
         group.add_argument("--centre_margin", type=int, default=3,
                            help="Frames kept from each end when drawing the centre frame.")
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
         parser.set_defaults(num_att_plot=0, batch_type="unsorted", shuffle_within_batch=True)  # batches redrawn each epoch
 
     @classmethod

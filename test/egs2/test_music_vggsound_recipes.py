@@ -330,7 +330,7 @@ def test_bert_label_embeddings(tmp_path):
     bert = _tiny_bert(tmp_path)
     label = tmp_path / "label"
     label.write_text("a dog barking\nb rain\nc dog barking\n")
-    cmd = [sys.executable, "-m", "espnet2_clip.bin.extract_bert_embeddings", "--model", str(bert), "--input", str(label), "--output_dir",
+    cmd = [sys.executable, "-m", "espnet2_clip.bin.query_embed", "--model", str(bert), "--input", str(label), "--output_dir",
            str(tmp_path / "out"), "--output_scp", str(tmp_path / "q.scp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -352,7 +352,7 @@ def test_bertsep_uses_one_embedding_per_label_at_training_and_test(tmp_path, mon
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     bert = _tiny_bert(tmp_path)
     (tmp_path / "label").write_text("a dog barking\nb playing violin\n")
-    cmd = [sys.executable, "-m", "espnet2_clip.bin.extract_bert_embeddings", "--model", str(bert), "--input",
+    cmd = [sys.executable, "-m", "espnet2_clip.bin.query_embed", "--model", str(bert), "--input",
            str(tmp_path / "label"), "--output_dir", str(tmp_path / "out"), "--output_scp", str(tmp_path / "q.scp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -397,8 +397,8 @@ def vggsound_results(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
         if tag == "bertsep":
             conf["query_encoder_conf"] = {"model_name_or_path": str(bert)}
         (recipe / "conf" / f"train_{tag}.yaml").write_text(yaml.safe_dump(conf))
-    cmd = ["./run.sh", "--stage", "4", "--stop_stage", "10", "--models", " ".join(TINY_MODELS), "--nj", "1",
-           "--bert_model", str(bert), "--clip_model", str(tiny_clip_dir / "open_clip_config.json"),
+    cmd = ["./run.sh", "--stage", "4", "--stop_stage", "11", "--models", " ".join(TINY_MODELS), "--nj", "1",
+           "--clip_model", str(tiny_clip_dir / "open_clip_config.json"),
            "--clip_pretrained", str(tiny_clip_dir / "open_clip_model.safetensors")]
     proc = subprocess.run(cmd, cwd=recipe, env=dict(env, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
                           timeout=900)
@@ -461,3 +461,19 @@ def test_vggsound_results_are_table1_on_both_test_sets(vggsound_results):
     assert all(len(v.split()) == 3 for v in read_scp(recipe / "dump" / "test_mix" / "query_image.scp").values())
     assert not (exp / "bertsep" / "decode_image").exists()
     assert "test mixtures (test_music_plus): built 1/2" in text
+
+
+@pytest.mark.slow
+def test_packed_labelsep_takes_label_text(vggsound_results, tmp_path):
+    """The packed LabelSep records its label table as its query encoder (the vocabulary travels in the
+    zip): it separates with a label given as text, and names the labels it knows otherwise."""
+    from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+
+    recipe, _ = vggsound_results
+    sep = TextQueriedSeparation.from_pretrained(str(recipe / "exp" / "labelsep" / "packed_model.zip"),
+                                                cachedir=str(tmp_path / "cache"))
+    assert sep.embed_query("dog barking").tolist() == [[0]]
+    est = sep(np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1, 16000, "playing violin")
+    assert est.shape == (8000,) and np.isfinite(est).all()
+    with pytest.raises(ValueError, match="'cello' is not a label of"):
+        sep(np.zeros(8000, dtype=np.float32), 16000, "cello")

@@ -37,7 +37,7 @@ test_sets=test_mix    # test mixture dirs of ${world_dir}/data, each DIR or DIR:
 
 # CLIP (query encoder)
 train_clip=false      # stage 4: train a small CLIP on ${data_dir}/clip_train
-clip_train_args=""    # options of espnet2_clip.bin.train_clip
+clip_train_args=""    # options of espnet2_clip.bin.clip_train
 clip_model=ViT-B-32   # open_clip name / config json (ignored if --train_clip true)
 clip_pretrained=openai  # open_clip tag or checkpoint file (ignored if --train_clip true)
 frame_size=224        # frames are resized/cropped to this size at stage 3
@@ -51,7 +51,6 @@ image_queries=true    # also evaluate with image queries where the test set has 
 score_backend=museval # museval (the paper's) or fast (same numbers, faster)
 results_title="CLIPSep"
 paper_results=""      # YAML of the paper's numbers, printed beside ours in RESULTS.md (conf/paper_results.yaml)
-bert_model=""         # stage 5: also embed the labels with this BERT encoder (for query_encoder: bert configs)
 
 # Upload (stage 12, off by default)
 skip_upload_hf=true   # true: stage 12 does nothing
@@ -60,11 +59,19 @@ corpus_name=""        # corpus named in the model card (default: the recipe's pa
 
 _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
-train_args inference_model text_prompt image_queries score_backend results_title paper_results bert_model skip_upload_hf hf_repo corpus_name"
+train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag
 
 encoder_of() { config_value "$1" query_encoder clip; }  # the frozen query encoder of a config
+# The recipe's CLIP (--clip_model / --clip_pretrained) for configs whose query encoder is CLIP (the
+# bridge); any other encoder (bert, label, one of your own) keeps its config's query_encoder_conf.
+set_encoder_opts() {  # set_encoder_opts CONFIG -> ${encoder_opts[@]}
+    encoder_opts=()
+    if [ "$(encoder_of "$1")" = clip ]; then
+        encoder_opts=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
+    fi
+}
 test_dirs=()
 for entry in ${test_sets}; do test_dirs+=("${entry%%:*}"); done
 [ ${#test_dirs[@]} -gt 0 ] || { log "error: --test_sets is empty"; exit 1; }
@@ -76,7 +83,7 @@ fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: validate ${world_dir}/data and copy it to ${data_dir}"
-    ${python} -m espnet2_clip.bin.prepare_data --world_dir "${world_dir}" --out_dir "${data_dir}" \
+    ${python} -m espnet2_clip.bin.prepare_data --world_dir "${world_dir}" --output_dir "${data_dir}" \
         --test_sets "${test_dirs[@]}"
 fi
 
@@ -84,35 +91,34 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     log "Stage 3: extract 16 kHz audio and 1 fps frames"
     for set in train valid; do
         "${run[@]}" "${exp_dir}/logs/extract_${set}.log" ${python} -m espnet2_clip.bin.extract_av \
-            "${data_dir}/${set}" --out_dir "${dump_dir}/${set}" --nj "${nj}" --size "${frame_size}" --no_progress
+            "${data_dir}/${set}" --output_dir "${dump_dir}/${set}" --nj "${nj}" --size "${frame_size}" --no_progress
         grep -E "extracted|skipped" "${exp_dir}/logs/extract_${set}.log" | tail -n 1 || true
     done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${train_clip}" = true ]; then
     log "Stage 4: train a small CLIP on captioned images only (no audio): ${exp_dir}/clip"
-    "${run[@]}" "${exp_dir}/clip/train.log" ${python} -m espnet2_clip.bin.train_clip \
+    "${run[@]}" "${exp_dir}/clip/train.log" ${python} -m espnet2_clip.bin.clip_train \
         --data_dir "${data_dir}/clip_train" --output_dir "${exp_dir}/clip" ${clip_train_args}
     grep -i "zero-shot" "${exp_dir}/clip/train.log" | tail -n 1 || true
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    log "Stage 5: CLIP embeddings (frames: ${clip_model})"
-    clip_opts=(--clip_model "${clip_model}" --clip_pretrained "${clip_pretrained}")
+    log "Stage 5: query embeddings: frames with CLIP ${clip_model}; labels with each text-queried model's encoder"
     for set in train valid; do
-        "${run[@]}" "${exp_dir}/logs/embed_frames_${set}.log" ${python} -m espnet2_clip.bin.extract_clip_embeddings \
+        "${run[@]}" "${exp_dir}/logs/embed_frames_${set}.log" ${python} -m espnet2_clip.bin.query_embed \
             --mode frames --input_scp "${dump_dir}/${set}/frames.scp" --output_dir "${dump_dir}/${set}/clip_frames" \
-            --output_scp "${dump_dir}/${set}/query_image.scp" "${clip_opts[@]}"
-        if [ -f "${dump_dir}/${set}/label" ]; then
-            "${run[@]}" "${exp_dir}/logs/embed_text_${set}.log" ${python} -m espnet2_clip.bin.extract_clip_embeddings \
-                --mode text --prompt single --input_scp "${dump_dir}/${set}/label" \
-                --output_dir "${dump_dir}/${set}/clip_text" --output_scp "${dump_dir}/${set}/query_text.scp" "${clip_opts[@]}"
-            if [ -n "${bert_model}" ]; then
-                "${run[@]}" "${exp_dir}/logs/embed_bert_${set}.log" ${python} -m espnet2_clip.bin.extract_bert_embeddings \
-                    --model "${bert_model}" --input "${dump_dir}/${set}/label" \
-                    --output_dir "${dump_dir}/${set}/bert_text" --output_scp "${dump_dir}/${set}/query_text_bert.scp"
-            fi
-        fi
+            --output_scp "${dump_dir}/${set}/query_image.scp" --query_encoder clip \
+            --query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}"
+        [ -f "${dump_dir}/${set}/label" ] || continue
+        for config in ${train_configs}; do  # text queries: the encoder and prompt the model's config names
+            [ "$(config_value "${config}" train_query image)" = text ] || continue
+            tag=$(model_tag "${config}")
+            set_encoder_opts "${config}"
+            "${run[@]}" "${exp_dir}/logs/embed_text_${tag}_${set}.log" ${python} -m espnet2_clip.bin.query_embed \
+                --mode text --input_scp "${dump_dir}/${set}/label" --train_config "${config}" "${encoder_opts[@]}" \
+                --output_dir "${dump_dir}/${set}/text_${tag}" --output_scp "${dump_dir}/${set}/query_text_${tag}.scp"
+        done
     done
     if [ -f "${dump_dir}/train/label" ]; then
         label_ids=(${python} -m espnet2_clip.bin.make_label_ids --train_label "${dump_dir}/train/label"
@@ -129,16 +135,15 @@ fi
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     for tset in "${test_dirs[@]}"; do
         log "Stage 6: format the test mixtures of ${tset} (16 kHz mono)"
-        ${python} -m espnet2_clip.bin.format_test_set --data_dir "${data_dir}/${tset}" --out_dir "${dump_dir}/${tset}"
+        ${python} -m espnet2_clip.bin.format_test_set --data_dir "${data_dir}/${tset}" --output_dir "${dump_dir}/${tset}"
     done
 fi
 
 # The query data a model trains on (from its config's train_query).
-query_data() {  # query_data SET TRAIN_QUERY [ENCODER]
+query_data() {  # query_data SET TRAIN_QUERY TAG
     case "$2" in
         image) echo "${dump_dir}/$1/query_image.scp,query,npy" ;;
-        text) if [ "${3:-clip}" = bert ]; then echo "${dump_dir}/$1/query_text_bert.scp,query,npy";
-              else echo "${dump_dir}/$1/query_text.scp,query,npy"; fi ;;
+        text) echo "${dump_dir}/$1/query_text_$3.scp,query,npy" ;;
         label) echo "${dump_dir}/label_ids/$1/label_id.scp,query,npy" ;;
         none) echo "" ;;
         *) echo "unknown train_query '$2'" >&2; return 1 ;;
@@ -149,13 +154,12 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     for config in ${train_configs}; do
         tag=$(model_tag "${config}")
         train_query=$(config_value "${config}" train_query image)
-        encoder=$(encoder_of "${config}")
         log "Stage 7: train ${tag} (${config}, queries: ${train_query}) -> ${exp_dir}/${tag}"
         data_opts=()
         for mode in train valid; do
             data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,sound"
                         --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
-            q=$(query_data "${mode}" "${train_query}" "${encoder}")
+            q=$(query_data "${mode}" "${train_query}" "${tag}")
             [ -z "${q}" ] && continue
             if [ ! -f "${q%%,*}" ]; then
                 log "error: ${tag} trains on ${train_query} queries, but stage 5 made no ${q%%,*} (see its log above)"
@@ -163,12 +167,11 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             fi
             data_opts+=(--${mode}_data_path_and_name_and_type "${q}")
         done
-        extra=()
-        if [ "${encoder}" = clip ]; then  # other encoders (bert) keep their config's query_encoder_conf
-            extra+=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
-        fi
-        if [ "${train_query}" = label ]; then
-            extra+=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")")
+        set_encoder_opts "${config}"
+        extra=("${encoder_opts[@]}")
+        if [ "${train_query}" = label ]; then  # the label table: queried by label text after packing
+            extra+=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")" --query_encoder label
+                    --query_encoder_conf "{vocab: ${dump_dir}/label_vocab}")
         fi
         mkdir -p "${exp_dir}/${tag}"
         ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${exp_dir}/${tag}/train.log" \
@@ -273,9 +276,10 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
         log "Stage 11: pack ${exp_dir}/${tag} -> ${exp_dir}/${tag}/packed_model.zip"
         options=()
         [ -f RESULTS.md ] && options+=(--option RESULTS.md)
-        if [ "${train_clip}" = true ]; then
-            options+=(--option "${clip_model}" --option "${clip_pretrained}")
-        fi
+        # the local files the query encoder needs (a CLIP trained here, a label vocabulary, ...)
+        while read -r file; do options+=(--option "${file}"); done < <(${python} -c "import os, sys, yaml; \
+conf = yaml.safe_load(open(sys.argv[1])).get('query_encoder_conf') or {}; \
+[print(v) for v in conf.values() if isinstance(v, str) and os.path.isfile(v)]" "${exp_dir}/${tag}/config.yaml")
         ${python} -m espnet2.bin.pack enh --train_config "${exp_dir}/${tag}/config.yaml" \
             --model_file "${exp_dir}/${tag}/${inference_model}" "${options[@]}" \
             --outpath "${exp_dir}/${tag}/packed_model.zip"

@@ -120,7 +120,7 @@ fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${eval_classifier}" = true ]; then
     log "Stage 3: evaluation classifier -> ${exp_dir}/classifier"
-    "${run[@]}" "${exp_dir}/classifier/train.log" ${python} -m espnet2_clip.bin.train_audio_classifier \
+    "${run[@]}" "${exp_dir}/classifier/train.log" ${python} -m espnet2_clip.bin.classifier_train \
         --train_scp "${dump_dir}/train/wav.scp" --train_label "${dump_dir}/train/label" \
         --valid_scp "${dump_dir}/valid/wav.scp" --valid_label "${dump_dir}/valid/label" \
         --class_names "${gen}/classes" --output_dir "${exp_dir}/classifier" ${classifier_args}
@@ -149,7 +149,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ] && [ -n "${prior_config}" ]; th
         log "Stage 5: diffusion prior on ${data_dir}/clip_train (CLIP: ${clip_model}) -> ${prior_dir}"
         "${run[@]}" "${prior_dir}/train.log" ${python} -m espnet2_clip.bin.prior_train --config "${prior_config}" \
             --image_scp "${data_dir}/clip_train/image.scp" --caption "${data_dir}/clip_train/caption" \
-            --clip_model_name "${clip_model}" --clip_pretrained "${clip_pretrained}" \
+            --query_encoder clip --query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}" \
             --output_dir "${prior_dir}" ${prior_args}
     else
         log "Stage 5: skipped (no captioned images in ${data_dir}/clip_train; PD needs a prior)"

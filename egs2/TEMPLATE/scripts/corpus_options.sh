@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sourced by the YouTube corpus recipes' run.sh (music, vggsound) after they set their own defaults:
-#   own_options="models bert_model"   # the recipe's own options, parsed here as well
+#   own_options="models"   # the recipe's own options, parsed here as well
 #   . scripts/corpus_options.sh       # parses "$@" of run.sh
 # Sets ${data_opts} (the stage-1 options of local/data.sh) and leaves every other option in ${args[@]}
 # for the template script (clipsep.sh / clipsonic.sh).

@@ -11,22 +11,17 @@ set -euo pipefail
 . ./path.sh
 
 models="clipsep clipsep_nit bertsep clipsep_text pit labelsep"   # conf/train_<model>.yaml each (Table 1 order)
-bert_model=bert-base-uncased  # BERTSep's text encoder (must match conf/train_bertsep.yaml)
-own_options="models bert_model"
+own_options="models"
 . scripts/corpus_options.sh  # download options -> ${data_opts}; the rest -> ${args[@]}
 
 configs=""
-bert_opts=()
-for m in ${models}; do
-    configs+=" conf/train_${m}.yaml"
-    [ "${m}" != bertsep ] || bert_opts=(--bert_model "${bert_model}")
-done
+for m in ${models}; do configs+=" conf/train_${m}.yaml"; done
 
 ./clipsep.sh \
     --world_dir world --data_dir data --dump_dir dump --exp_dir exp \
     --local_data_args "${data_opts}" \
     --train_clip false --clip_model ViT-B-32 --clip_pretrained openai --frame_size 224 \
-    --train_configs "${configs# }" "${bert_opts[@]}" \
+    --train_configs "${configs# }" \
     --test_sets "test_mix:VGGSound-Clean+ test_music_plus:MUSIC+" \
     --text_prompt ensemble --score_backend museval --corpus_name VGGSound \
     --results_title "CLIPSep trained on VGGSound (the paper's Table 1)" \

@@ -48,7 +48,7 @@ def test_mixtures_exact_and_skips_counted(tmp_path):
     )
     out = tmp_path / "test_mix"
     assert main(["--pairs", str(pairs), "--wav_scp", str(tmp_path / "wav.scp"), "--frames_scp",
-                 str(tmp_path / "frames.scp"), "--out_dir", str(out)]) == 0
+                 str(tmp_path / "frames.scp"), "--output_dir", str(out)]) == 0
     report = json.loads((out / "build_report.json").read_text())
     assert report["built"] == 2 and report["skipped"] == 3
     assert report["skipped_by_reason"] == {"no_centre_frame": 1, "not_obtained": 1, "too_short": 1}
@@ -89,6 +89,6 @@ def test_nothing_built_is_an_error(tmp_path):
     pairs.write_text(HEADER + "0,aaaaaaaaaaa,x,5,bbbbbbbbbbb,y,5\n")
     write_scp(tmp_path / "wav.scp", {})
     assert main(["--pairs", str(pairs), "--wav_scp", str(tmp_path / "wav.scp"), "--frames_scp",
-                 str(tmp_path / "frames.scp"), "--out_dir", str(tmp_path / "out")]) == 1
+                 str(tmp_path / "frames.scp"), "--output_dir", str(tmp_path / "out")]) == 1
     assert json.loads((tmp_path / "out" / "build_report.json").read_text())["skipped_by_reason"] == {
         "not_obtained": 1}

@@ -169,7 +169,7 @@ def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_cli
     (root / "elsewhere").mkdir()
     monkeypatch.chdir(root / "elsewhere")  # the unpacked model must not depend on the old paths
     loaded = TextQueriedSeparation.from_pretrained(str(root / "packed" / "model.zip"), cachedir=str(root / "cache"))
-    assert str(root / "cache") in str(loaded._encoder_conf["pretrained"])
+    assert str(root / "cache") in str(loaded.embedder.encoder_conf["pretrained"])
     np.testing.assert_allclose(loaded(mixture, SR, "a pure tone"), expected, atol=1e-6)
 
 
@@ -266,7 +266,8 @@ def test_image_query_is_the_mean_embedding_of_three_frames(trained, tmp_path, ti
 
     parser = argparse.ArgumentParser()
     add_query_arguments(parser, required=False)
-    frames = QueryLists(parser.parse_args(["--query_image", str(tmp_path / "query_image.scp")]))["m0"]
+    kind, frames = QueryLists(parser.parse_args(["--query_image", str(tmp_path / "query_image.scp")]))["m0"]
+    assert kind == "frames"
     assert len(frames) == 3
     query = sep.embed_query(frames)
     each = sep.query_encoder.encode_images(frames)

@@ -200,7 +200,7 @@ def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_cli
     (root / "elsewhere").mkdir()
     monkeypatch.chdir(root / "elsewhere")
     loaded = TextToAudio.from_pretrained(str(root / "packed" / "model.zip"), cachedir=str(root / "cache"))
-    assert str(root / "cache") in str(loaded._encoder_conf["pretrained"])
+    assert str(root / "cache") in str(loaded.embedder.encoder_conf["pretrained"])
     assert loaded.variant == "PD" and str(root / "cache") in str(loaded.train_args.prior_file)
     np.testing.assert_allclose(loaded("a pure tone", num_steps=2, seed=3), expected, atol=1e-6)
 

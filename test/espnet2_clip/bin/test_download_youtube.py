@@ -59,7 +59,7 @@ def test_download_list_rerun_and_report(tmp_path, fake_ytdlp, capsys):
     stale.mkdir(parents=True)
     (stale / "good2.mp4").write_bytes(b"\x00" * 100)
 
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--nj", "3", "--no_progress"]) == 0
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--nj", "3", "--no_progress"]) == 0
     err = capsys.readouterr().err
     assert "hint:" in err and "--cookies" in err  # bot check -> cookies hint
 
@@ -87,7 +87,7 @@ def test_download_list_rerun_and_report(tmp_path, fake_ytdlp, capsys):
 
     # rerun: nothing new is downloaded; dead/private are not asked again, the bot check is
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "videos").iterdir()}
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress"]) == 0
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress"]) == 0
     again = _downloads(fake_ytdlp)[6:]
     assert [c["id"] for c in again] == ["botFFFFFFFF"]
     assert {p: p.stat().st_mtime_ns for p in (out / "videos").iterdir()} == mtimes
@@ -97,23 +97,23 @@ def test_download_list_rerun_and_report(tmp_path, fake_ytdlp, capsys):
     assert rep2["errors"]["dead1"] == rep["errors"]["dead1"]
 
     # --retry_missing asks again for every missing clip
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress", "--retry_missing"]) == 0
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--retry_missing"]) == 0
     assert sorted(c["id"] for c in _downloads(fake_ytdlp)[7:]) == ["botFFFFFFFF", "deadDDDDDDD", "privEEEEEEE"]
     # --strict turns missing clips into exit 1
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress", "--strict"]) == 1
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--strict"]) == 1
 
 
 def test_truncated_download_is_retried_then_counted(tmp_path, fake_ytdlp):
     ids = tmp_path / "ids"
     ids.write_text("ok goodAAAAAAA 0 2\ncut truncAAAAAA 0 2\n")
     out = tmp_path / "out"
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress"]) == 0
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress"]) == 0
     assert read_scp(out / "missing") == {"cut": "broken"}
     assert [c["id"] for c in _downloads(fake_ytdlp)].count("truncAAAAAA") == 2  # one retry
     assert sorted(os.listdir(out / "videos")) == ["ok.mp4"]
     assert "mid-file" in json.loads((out / "download_report.json").read_text())["errors"]["cut"]
     # broken is transient: the rerun tries again (no retry this time)
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress", "--retry_broken", "0"]) == 0
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--retry_broken", "0"]) == 0
     assert [c["id"] for c in _downloads(fake_ytdlp)].count("truncAAAAAA") == 3
 
 
@@ -123,7 +123,7 @@ def test_passthrough_options(tmp_path, fake_ytdlp):
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n")
     out = tmp_path / "out"
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress", "--cookies", str(cookies),
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--cookies", str(cookies),
                  "--cookies_from_browser", "firefox", "--limit_rate", "1M", "--retries", "4",
                  "--force_keyframes_at_cuts", "--ytdlp_args", "--sleep-requests 1"]) == 0
     argv = _argv_of(fake_ytdlp, "goodAAAAAAA")
@@ -135,10 +135,10 @@ def test_passthrough_options(tmp_path, fake_ytdlp):
     assert os.path.isfile(argv[argv.index("--ffmpeg-location") + 1])
     # --no_sections: the whole video
     ids.write_text("b goodBBBBBBB 10 2\n")
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress", "--no_sections"]) == 0
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--no_sections"]) == 0
     assert "--download-sections" not in _argv_of(fake_ytdlp, "goodBBBBBBB")
     # a missing cookies file is a clear error
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--cookies", str(tmp_path / "nope.txt")]) == 1
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--cookies", str(tmp_path / "nope.txt")]) == 1
 
 
 def test_ytdlp_override(tmp_path, fake_ytdlp, monkeypatch, capsys):
@@ -146,11 +146,11 @@ def test_ytdlp_override(tmp_path, fake_ytdlp, monkeypatch, capsys):
     ids.write_text("a goodAAAAAAA 0 1\n")
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # fake not on PATH
     monkeypatch.setenv("ESPNET2_CLIP_YTDLP", str(FAKE_DIR / "yt-dlp"))
-    assert main(["--ids", str(ids), "--out_dir", str(tmp_path / "o1"), "--no_progress"]) == 0
+    assert main(["--ids", str(ids), "--output_dir", str(tmp_path / "o1"), "--no_progress"]) == 0
     monkeypatch.delenv("ESPNET2_CLIP_YTDLP")
-    assert main(["--ids", str(ids), "--out_dir", str(tmp_path / "o2"), "--no_progress",
+    assert main(["--ids", str(ids), "--output_dir", str(tmp_path / "o2"), "--no_progress",
                  "--ytdlp", str(FAKE_DIR / "yt-dlp")]) == 0
-    assert main(["--ids", str(ids), "--out_dir", str(tmp_path / "o3"),
+    assert main(["--ids", str(ids), "--output_dir", str(tmp_path / "o3"),
                  "--ytdlp", str(tmp_path / "none")]) == 1
     assert "not found" in capsys.readouterr().err
 
@@ -159,7 +159,7 @@ def test_all_failed_and_stop_after_bot_checks(tmp_path, fake_ytdlp):
     ids = tmp_path / "ids"
     ids.write_text("".join(f"b{i} botAAAAAAA{i}\n" for i in range(4)))
     out = tmp_path / "out"
-    assert main(["--ids", str(ids), "--out_dir", str(out), "--no_progress", "--nj", "1",
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--nj", "1",
                  "--stop_after_bot_checks", "2"]) == 1  # nothing obtained
     missing = read_scp(out / "missing")
     assert sorted(missing.values()) == ["bot-check", "bot-check", "not-attempted", "not-attempted"]
@@ -168,18 +168,18 @@ def test_all_failed_and_stop_after_bot_checks(tmp_path, fake_ytdlp):
     rep = json.loads((out / "download_report.json").read_text())
     assert rep["missing_by_reason"] == {"bot-check": 2, "not-attempted": 2}
     # not-attempted and bot-check clips are asked for again on the next run
-    main(["--ids", str(ids), "--out_dir", str(out), "--no_progress", "--nj", "1"])
+    main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--nj", "1"])
     assert len(_downloads(fake_ytdlp)) == 6
 
 
 def test_malformed_id_list(tmp_path, fake_ytdlp, capsys):
     ids = tmp_path / "ids"
     ids.write_text("good1 goodAAAAAAA 30 10\nbad1 badAAAAAAAA 30\n")
-    assert main(["--ids", str(ids), "--out_dir", str(tmp_path / "out")]) == 1
+    assert main(["--ids", str(ids), "--output_dir", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"{ids}:2:" in err and "clip_id ytid" in err
     assert _downloads(fake_ytdlp) == []
-    assert main(["--ids", str(tmp_path / "nope"), "--out_dir", str(tmp_path / "out")]) == 1
+    assert main(["--ids", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "out")]) == 1
 
 
 def test_converters(tmp_path, fake_ytdlp):
@@ -188,7 +188,7 @@ def test_converters(tmp_path, fake_ytdlp):
                    'goodBBBBBBB,0,"vehicle horn, car horn, honking",train\n'
                    'deadCCCCCCC,12,"playing cello",test\n')
     out = tmp_path / "vgg"
-    assert main(["--from_vggsound_csv", str(csv), "--split", "test", "--out_dir", str(out),
+    assert main(["--from_vggsound_csv", str(csv), "--split", "test", "--output_dir", str(out),
                  "--no_progress", "--clip_duration", "2"]) == 0
     assert (out / "ids").read_text() == "goodAAAAAAA_000030 goodAAAAAAA 30 2\ndeadCCCCCCC_000012 deadCCCCCCC 12 2\n"
     assert read_scp(out / "label") == {"goodAAAAAAA_000030": "dog barking", "deadCCCCCCC_000012": "playing cello"}
@@ -201,17 +201,17 @@ def test_converters(tmp_path, fake_ytdlp):
     js.write_text(json.dumps({"videos": {"accordion": ["goodDDDDDDD"], "tuba": ["privEEEEEEE", "goodFFFFFFF"]}}))
     out = tmp_path / "music"
     n = len(_downloads(fake_ytdlp))
-    assert main(["--from_music_json", str(js), "--out_dir", str(out), "--ids", str(tmp_path / "m.ids"),
+    assert main(["--from_music_json", str(js), "--output_dir", str(out), "--ids", str(tmp_path / "m.ids"),
                  "--convert_only"]) == 0
     assert len(_downloads(fake_ytdlp)) == n and not (out / "video.scp").exists()
     assert (tmp_path / "m.ids").read_text() == "goodDDDDDDD goodDDDDDDD\nprivEEEEEEE privEEEEEEE\ngoodFFFFFFF goodFFFFFFF\n"
     assert read_scp(out / "label") == {"goodDDDDDDD": "accordion", "privEEEEEEE": "tuba", "goodFFFFFFF": "tuba"}
-    assert main(["--ids", str(tmp_path / "m.ids"), "--out_dir", str(out), "--no_progress"]) == 0
+    assert main(["--ids", str(tmp_path / "m.ids"), "--output_dir", str(out), "--no_progress"]) == 0
     assert missing_report_line(out) == "obtained 2/3 videos (1 missing: 1 private)"
 
     bad = tmp_path / "bad.csv"
     bad.write_text('goodAAAAAAA,30,"dog barking",test\nbroken-row\n')
-    assert main(["--from_vggsound_csv", str(bad), "--out_dir", str(tmp_path / "b")]) == 1
+    assert main(["--from_vggsound_csv", str(bad), "--output_dir", str(tmp_path / "b")]) == 1
 
 
 def test_cli_subprocess(tmp_path, fake_ytdlp):
@@ -221,7 +221,7 @@ def test_cli_subprocess(tmp_path, fake_ytdlp):
     ids = tmp_path / "ids"
     ids.write_text("a goodAAAAAAA 0 1\nb deadBBBBBBB 0 1\n")
     proc = subprocess.run([sys.executable, "-m", "espnet2_clip.bin.download_youtube", "--ids", str(ids),
-                           "--out_dir", str(tmp_path / "out"), "--nj", "2"],
+                           "--output_dir", str(tmp_path / "out"), "--nj", "2"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode == 0, proc.stderr

@@ -33,7 +33,7 @@ def data_dir(tmp_path_factory):
 
 def test_extract_skips_bad_items(data_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main([str(data_dir), "--out_dir", str(out), "--size", "64", "--nj", "2", "--no_progress"])
+    rc = main([str(data_dir), "--output_dir", str(out), "--size", "64", "--nj", "2", "--no_progress"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "6/8 videos extracted, 2 skipped" in err
@@ -56,11 +56,11 @@ def test_extract_skips_bad_items(data_dir, tmp_path, capsys):
     # idempotent: a rerun reuses the outputs and writes the same lists
     stamp = (Path(frames["train_circle_0000"]) / "000001.jpg").stat().st_mtime_ns
     before = (out / "wav.scp").read_text()
-    assert main([str(data_dir), "--out_dir", str(out), "--size", "64", "--no_progress"]) == 0
+    assert main([str(data_dir), "--output_dir", str(out), "--size", "64", "--no_progress"]) == 0
     assert (out / "wav.scp").read_text() == before
     assert (Path(frames["train_circle_0000"]) / "000001.jpg").stat().st_mtime_ns == stamp
     # --strict turns any failure into exit 1
-    assert main([str(data_dir), "--out_dir", str(out), "--size", "64", "--strict", "--no_progress"]) == 1
+    assert main([str(data_dir), "--output_dir", str(out), "--size", "64", "--strict", "--no_progress"]) == 1
 
 
 def test_all_failed_is_an_error(tmp_path):

@@ -56,7 +56,7 @@ def test_prepare_stops_on_broken_test_set(tmp_path):
     write(tmp_path / "w/data/test_mix/text", ["m0 guitar"])
     with pytest.raises(prepare_data.DataError, match="text: no line for 'm1'"):
         prepare_data.prepare(tmp_path / "w", tmp_path / "data", 0.1, 0)
-    assert prepare_data.main(["--world_dir", str(tmp_path / "w"), "--out_dir", str(tmp_path / "d2")]) == 1
+    assert prepare_data.main(["--world_dir", str(tmp_path / "w"), "--output_dir", str(tmp_path / "d2")]) == 1
 
 
 def test_format_test_set_resamples_and_checks_references(tmp_path):

@@ -183,7 +183,7 @@ def test_audio_classifier_save_load_roundtrip(tmp_path):
     p2, e2 = loaded.predict(waves)
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_allclose(e1, e2, atol=1e-6)
-    with pytest.raises(FileNotFoundError, match="train_audio_classifier"):
+    with pytest.raises(FileNotFoundError, match="classifier_train"):
         load_classifier(tmp_path / "nothing")
     with pytest.raises(ValueError, match="at least 2 classes"):
         AudioClassifier(["only"])

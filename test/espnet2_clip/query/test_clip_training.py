@@ -115,8 +115,12 @@ def test_train_clip_saves_reloadable_model(tmp_path):
 
 def test_train_clip_errors(tmp_path):
     data = make_shape_world(tmp_path / "data", n=6)
-    with pytest.raises(FileNotFoundError, match="label"):
-        (data / "label").unlink()
-        train_clip(data, tmp_path / "o", model_config="espnet2clip-tiny", epochs=1, eval_labels="auto")
+    (data / "label").unlink()
+    with pytest.raises(FileNotFoundError, match="label"):  # named classes need the label file
+        train_clip(data, tmp_path / "o", model_config="espnet2clip-tiny", epochs=1, eval_labels="red,blue")
+    # "auto" without a label file (the README layout): trains, no zero-shot check
+    train_clip(data, tmp_path / "auto", model_config="espnet2clip-tiny", epochs=1, eval_labels="auto", batch_size=2)
+    info = json.loads((tmp_path / "auto" / "train_info.json").read_text())
+    assert info["steps"] > 0 and info["zero_shot_accuracy"] is None and info["n_eval"] == 0
     with pytest.raises(ValueError, match="unknown model config"):
         train_clip(data, tmp_path / "o", model_config="no-such-model", epochs=1)

@@ -25,9 +25,10 @@ def test_image_lists_one_path_with_spaces_or_several_frames(tmp_path):
     scp.write_text(f"u1 {folder / 'f 0.png'}\nu2 {other} {other}\nu3 {tmp_path / 'missing.png'}\n")
     queries = QueryLists(_args(query_image=scp))
     assert queries.option == "--query_image"
-    one = queries["u1"]
-    assert len(one) == 1 and one[0].getpixel((0, 0)) == (255, 0, 0)  # the path with spaces is one frame
-    assert len(queries["u2"]) == 2 and queries["u2"][1].getpixel((0, 0)) == (0, 255, 0)
+    kind, one = queries["u1"]
+    assert kind == "frames" and len(one) == 1 and one[0].getpixel((0, 0)) == (255, 0, 0)  # one frame
+    two = queries["u2"][1]
+    assert len(two) == 2 and two[1].getpixel((0, 0)) == (0, 255, 0)
     with pytest.raises(ValueError, match="cannot read the query image .*missing.png"):
         queries["u3"]
     with pytest.raises(ValueError, match=r"--query_image has no query for 1 mixtures, e.g. \['u4'\]"):
@@ -36,10 +37,12 @@ def test_image_lists_one_path_with_spaces_or_several_frames(tmp_path):
 
 def test_text_embedding_and_no_query(tmp_path):
     (tmp_path / "text").write_text("u1 acoustic guitar\n")
-    assert QueryLists(_args(query_text=tmp_path / "text"))["u1"] == "acoustic guitar"
+    assert QueryLists(_args(query_text=tmp_path / "text"))["u1"] == ("text", "acoustic guitar")
     np.save(tmp_path / "e.npy", np.arange(3, dtype=np.float32))
     (tmp_path / "emb.scp").write_text(f"u1 {tmp_path / 'e.npy'}\n")
-    np.testing.assert_array_equal(QueryLists(_args(query_embedding=tmp_path / "emb.scp"))["u1"], [0, 1, 2])
+    kind, emb = QueryLists(_args(query_embedding=tmp_path / "emb.scp"))["u1"]
+    assert kind == "embedding"
+    np.testing.assert_array_equal(emb, [0, 1, 2])
     none = QueryLists(_args())
-    assert none["u1"] is None and none.option is None
+    assert none["u1"] == (None, None) and none.option is None
     none.check_covers(["u1"])  # nothing to cover without a query list (PIT)

@@ -91,8 +91,9 @@ def test_prior_train_cli_from_captioned_images(tmp_path, tiny_clip_dir):
     (tmp_path / "image.scp").write_text("".join(img_lines))
     (tmp_path / "caption").write_text("".join(cap_lines))
     prior_train.main(["--image_scp", str(tmp_path / "image.scp"), "--caption", str(tmp_path / "caption"),
-                      "--clip_model_name", str(tiny_clip_dir), "--clip_pretrained", "none",
+                      "--query_encoder_conf", f"model_name={tiny_clip_dir}", "--query_encoder_conf", "pretrained=none",
                       "--output_dir", str(tmp_path / "prior"), "--epochs", "2",
                       "--prior_conf", "{hidden_dim: 16, num_layers: 1, time_dim: 8}"])
     conf = yaml.safe_load((tmp_path / "prior" / "config.yaml").read_text())
-    assert conf["prior_conf"]["embed_dim"] == 32 and conf["clip"]["model_name"] == str(tiny_clip_dir)
+    assert conf["prior_conf"]["embed_dim"] == 32
+    assert conf["query_encoder"] == {"name": "clip", "conf": {"model_name": str(tiny_clip_dir), "pretrained": "none"}}

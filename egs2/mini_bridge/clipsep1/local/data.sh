@@ -11,5 +11,5 @@ _option_names="world_dir seed preset offscreen_noise_prob nj"
 . scripts/parse_options.sh
 
 log "generating the bridge world (${preset}, seed ${seed}, off-screen noise ${offscreen_noise_prob}) in ${world_dir}"
-python3 -m espnet2_clip.bin.make_bridge_world --out "${world_dir}" --seed "${seed}" --preset "${preset}" \
+python3 -m espnet2_clip.bin.make_bridge_world --output_dir "${world_dir}" --seed "${seed}" --preset "${preset}" \
     --offscreen_noise_prob "${offscreen_noise_prob}" --nj "${nj}" --no_progress

@@ -76,7 +76,7 @@ case "${corpus}" in
 esac
 
 log "${corpus}: splits, download lists and test pairs from ${world_dir}/lists"
-${python} "${local_dir}/prepare_lists.py" --corpus "${corpus}" --lists "${world_dir}/lists" --out "${world_dir}" \
+${python} "${local_dir}/prepare_lists.py" --corpus "${corpus}" --lists "${world_dir}/lists" --output_dir "${world_dir}" \
     --music_train "${music_train}" --max_train_clips "${max_train_clips}" --max_valid_clips "${max_valid_clips}"
 
 dl_opts=(--nj "${nj}" --sleep_interval "${sleep_interval}" --no_progress)
@@ -93,7 +93,7 @@ for set in ${sets}; do
     dl=${world_dir}/download/${set}
     log "download ${set}: $(grep -c . "${dl}/ids") clips -> ${dl}"
     # shellcheck disable=SC2086
-    ${python} -m espnet2_clip.bin.download_youtube --ids "${dl}/ids" --out_dir "${dl}" "${dl_opts[@]}" ${download_args} \
+    ${python} -m espnet2_clip.bin.download_youtube --ids "${dl}/ids" --output_dir "${dl}" "${dl_opts[@]}" ${download_args} \
         || log "warning: download of ${set} failed or obtained nothing (see above); rerun to resume"
     if [ -f "${dl}/download_report.json" ]; then
         log "${set}: $(${python} -c "import sys; from espnet2_clip.data.download import missing_report_line as m; print(m(sys.argv[1]))" "${dl}")"
@@ -101,14 +101,14 @@ for set in ${sets}; do
     [ -f "${dl}/video.scp" ] || continue
     if [ "${set}" = test ]; then
         log "test clips: 16 kHz audio and 1 fps frames -> ${world_dir}/test_av"
-        ${python} -m espnet2_clip.bin.extract_av "${dl}" --out_dir "${world_dir}/test_av" --nj "${extract_nj}" \
+        ${python} -m espnet2_clip.bin.extract_av "${dl}" --output_dir "${world_dir}/test_av" --nj "${extract_nj}" \
             --size "${frame_size}" --no_progress || log "warning: no test clip could be extracted"
         [ -f "${world_dir}/test_av/wav.scp" ] || { log "error: no test clips"; exit 1; }
         for pairs in pairs:test_mix pairs_music_plus:test_music_plus; do
             [ -f "${world_dir}/${pairs%%:*}.csv" ] || continue  # MUSIC+ pairs of --corpus vggsound
             ${python} -m espnet2_clip.bin.build_test_mixtures --pairs "${world_dir}/${pairs%%:*}.csv" \
                 --wav_scp "${world_dir}/test_av/wav.scp" --frames_scp "${world_dir}/test_av/frames.scp" \
-                --out_dir "${world_dir}/data/${pairs#*:}" --wav_dir "${world_dir}/wav/${pairs#*:}"
+                --output_dir "${world_dir}/data/${pairs#*:}" --wav_dir "${world_dir}/wav/${pairs#*:}"
         done
     else
         mkdir -p "${world_dir}/data/${set}"

@@ -9,7 +9,7 @@ Reads ``--lists`` (flat names, as local/data.sh stores them):
     VGGSound : vggsound.csv val.csv test-good.csv test-no-music.csv, and for MUSIC+ also
                music_test.csv test-good-no-music.csv
 
-Writes into ``--out`` (the world dir):
+Writes into ``--output_dir`` (the world dir):
 
     download/{train,valid,test}/ids    'clip_id ytid [start 10]' lines for download_youtube
     download/{train,valid,test}/label  'clip_id label'
@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from espnet2_clip.data.download import DownloadItem, items_from_music_json, write_id_list
 from espnet2_clip.data.lists import ClipRecord, ListFormatError, read_index_csv, read_vggsound_csv, remove_split_overlap
 from espnet2_clip.data.pairs import build_eval_pairs, write_pairs_csv
+from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import write_scp, write_text_atomic
 
 
@@ -96,7 +97,7 @@ def subset(records: List[ClipRecord], n: int, seed: int) -> List[ClipRecord]:
 
 
 def prepare(args: argparse.Namespace) -> dict:
-    lists, out = Path(args.lists), Path(args.out)
+    lists, out = Path(args.lists), Path(args.output_dir)
     read = lambda name: read_index_csv(lists / name, on_error="skip", report=None)  # noqa: E731
     no_window: List[str] = []
     report: dict = {"corpus": args.corpus}
@@ -171,7 +172,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", required=True, choices=["music", "vggsound"])
     p.add_argument("--lists", required=True, help="dir holding the official lists (flat names)")
-    p.add_argument("--out", required=True, help="world dir")
+    p.add_argument("--output_dir", required=True, help="world dir")
     p.add_argument("--music_train", default="list", choices=["list", "json"],
                    help="MUSIC training videos: the official train.csv, or every MUSIC_solo_videos.json video")
     p.add_argument("--clip_duration", type=float, default=10.0, help="VGGSound window (s)")
@@ -182,7 +183,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(cmd)
+    args = parse_args(get_parser(), cmd, OUTPUT_DIR_ALIASES)
     logging.basicConfig(level="INFO", format="%(levelname)s: %(message)s")
     try:
         report = prepare(args)

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from espnet2_clip.bin.train_clip import main
+from espnet2_clip.bin.clip_train import main
 from espnet2_clip.query.clip_encoder import CLIPQueryEncoder
 
 
@@ -54,6 +54,6 @@ def test_cli_max_minutes_stops(tmp_path):
 
 
 def test_cli_help_runs_as_module():
-    r = subprocess.run([sys.executable, "-m", "espnet2_clip.bin.train_clip", "--help"],
+    r = subprocess.run([sys.executable, "-m", "espnet2_clip.bin.clip_train", "--help"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--max_minutes" in r.stdout
