@@ -48,8 +48,6 @@ class CLIPSepExtractor(AbsExtractor):
             unet_conf: Options of :class:`espnet2_clip.sep.unet.AudioUNet`.
         """
         super().__init__()
-        if input_dim < 2:
-            raise ValueError(f"CLIPSepExtractor needs an STFT encoder (input_dim >= 2); got {input_dim}")
         self.warp = LogFreqSTFT(n_fft=(input_dim - 1) * 2, num_warped_bins=num_warped_bins)
         self.unet = AudioUNet(**(unet_conf or {}))
         size = 2**self.unet.num_downs
@@ -99,10 +97,10 @@ class CLIPSepExtractor(AbsExtractor):
             ``mask<suffix>``: (B, T, F) linear-frequency mask (ESPnet's convention) and
             ``warped_mask<suffix>``: (B, T, F_warp) the predicted warped mask (CLIPSep's loss).
         """
-        if input.dim() != 3 or input.shape[-1] != self.input_dim:
+        if input.dim() != 3 or input.shape[-1] != self.input_dim or not torch.is_complex(input):
             raise ValueError(
-                f"--extractor clipsep expects a single-channel (B, T, {self.input_dim}) STFT; got "
-                f"{tuple(input.shape)}"
+                f"--extractor clipsep expects a complex single-channel (B, T, {self.input_dim}) "
+                f"STFT (`encoder: stft`); got {tuple(input.shape)} {input.dtype}"
             )
         query = self._query(input_aux, input.shape[0])
         mag = input.abs().transpose(1, 2)  # (B, F, T)

@@ -8,8 +8,8 @@ Two ESPnet classes, registered by :mod:`espnet2_clip.register`:
   through :meth:`CLIPSepMaskBCELoss.create_mask_label`; the loss warps both magnitudes onto the
   log-frequency rows of the predicted mask and scores ``BCE(mask, |S_n| > 0.5 |X|)`` weighted by
   ``clamp(log1p(|X|), 1e-3, 10)`` (warped magnitudes), as the official code does.
-* ``clipsep_mask`` (:class:`ExtractorMaskSolver`, an ``AbsLossWrapper``): a fixed-order solver
-  (target n against enrollment n, as TSE defines it) that scores the mask the extractor predicted,
+* ``clipsep_mask`` (:class:`ExtractorMaskSolver`, ESPnet's ``FixedOrderSolver``: target n
+  against enrollment n, as TSE defines it) fed with the mask the extractor predicted,
   ``others["warped_mask_spk<n>"]`` from ``--extractor clipsep``. A wrapper is needed because the
   ESPnet release we pin (202511) drops extractor masks before the criterion:
   ``ESPnetExtractionModel._get_speech_masks`` keeps ``others["mask_spk<n>"]`` only when a
@@ -33,13 +33,12 @@ heads' parameters would fake it. CLIPSep-NIT is trained with ``espnet2_clip.bin.
 (``head: nit``), whose model mixes two clips and sees both queries.
 """
 
-from collections import defaultdict
 from typing import Dict, List, Tuple
 
 import torch
 from espnet2.enh.loss.criterions.abs_loss import AbsEnhLoss
 from espnet2.enh.loss.criterions.tf_domain import FrequencyDomainLoss
-from espnet2.enh.loss.wrappers.abs_wrapper import AbsLossWrapper
+from espnet2.enh.loss.wrappers.fixed_order import FixedOrderSolver
 from typeguard import typechecked
 
 from espnet2_clip.sep.frontend import LogFreqSTFT
@@ -131,8 +130,8 @@ class CLIPSepMaskBCELoss(FrequencyDomainLoss):
         return weighted_bce(inf.transpose(1, 2).float(), target, weight)
 
 
-class ExtractorMaskSolver(AbsLossWrapper):
-    """Fixed-order solver over the masks an extractor returns in ``others``.
+class ExtractorMaskSolver(FixedOrderSolver):
+    """ESPnet's fixed-order solver over the masks an extractor returns in ``others``.
 
     Target n (``speech_ref<n>``) is scored against ``others[f"{mask_key}_spk<n>"]``, the mask
     the extractor predicted for enrollment n. The ``inf`` list that ESPnet passes (masks it
@@ -148,14 +147,12 @@ class ExtractorMaskSolver(AbsLossWrapper):
             weight: Weight of this loss in the total loss.
             mask_key: Prefix of the extractor's mask entries in ``others``.
         """
-        super().__init__()
         if not getattr(criterion, "compute_on_mask", False):
             raise ValueError(
                 f"wrapper clipsep_mask scores extractor masks: criterion {criterion.name!r} must "
                 "compute on masks (e.g. `name: clipsep_bce`)"
             )
-        self.criterion = criterion
-        self.weight = weight
+        super().__init__(criterion, weight=weight)
         self.mask_key = mask_key
 
     def forward(
@@ -178,13 +175,4 @@ class ExtractorMaskSolver(AbsLossWrapper):
                 f"wrapper clipsep_mask needs the extractor's masks {missing} in `others` (the "
                 f"extractor returned {sorted(others)}); use `extractor: clipsep`"
             )
-        loss = 0.0
-        stats = defaultdict(list)
-        for r, key in zip(ref, keys):
-            loss = loss + self.criterion(r, others[key]).mean() / len(ref)
-            for k, v in getattr(self.criterion, "stats", {}).items():
-                stats[k].append(v)
-        stats = {k: torch.stack(v).mean() for k, v in stats.items()}
-        stats[self.criterion.name] = loss.detach()
-        perm = torch.arange(len(ref), device=ref[0].device).unsqueeze(0).repeat(ref[0].shape[0], 1)
-        return loss, stats, {"perm": perm}
+        return super().forward(ref, [others[k] for k in keys], others)

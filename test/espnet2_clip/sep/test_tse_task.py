@@ -286,6 +286,8 @@ def test_extractor_outputs_follow_espnet_conventions():
     torch.testing.assert_close(masked, spec * others["mask_spk2"])
     for mask in others.values():
         assert 0 <= mask.min() and mask.max() <= 1
+    with pytest.raises(ValueError, match="encoder: stft"):  # e.g. a real-valued conv encoder output
+        model.extractor(spec.abs(), flens, batch["enroll_ref1"], None)
 
 
 def test_wrong_enrollment_is_a_clear_error():
