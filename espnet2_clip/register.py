@@ -1,19 +1,27 @@
 """The ONLY place that adds espnet2_clip classes to ESPnet's registries (no ESPnet patching).
 
 Importing this module registers, idempotently:
-  * ``clipsep`` into ``espnet2.tasks.enh_tse.extractor_choices`` (use CLIPSep as a TSE
-    extractor with precomputed query embeddings as ``enroll_ref1``).
+  * ``clipsep`` into ``espnet2.tasks.enh_tse.extractor_choices`` (CLIPSep as a TSE extractor
+    with precomputed query embeddings as ``enroll_ref1``);
+  * ``clipsep_bce`` into ``espnet2.tasks.enh.criterion_choices`` (CLIPSep's weighted BCE on
+    binary masks in the warped domain) and ``clipsep_mask`` into
+    ``espnet2.tasks.enh.loss_wrapper_choices`` (scores the extractor's mask); the TSE task reads
+    these two registries too.
 
 Every ``python -m espnet2_clip.bin.*`` entry point imports it; Python users who drive ESPnet's
 own classes (e.g. ``espnet2.bin.enh_tse_inference.SeparateSpeech``) import it first.
 """
 
+import espnet2.tasks.enh as _enh
 import espnet2.tasks.enh_tse as _enh_tse
 
 from espnet2_clip.sep.tse_extractor import CLIPSepExtractor
+from espnet2_clip.sep.tse_loss import CLIPSepMaskBCELoss, ExtractorMaskSolver
 
 _REGISTRY = {
     _enh_tse.extractor_choices: {"clipsep": CLIPSepExtractor},
+    _enh.criterion_choices: {"clipsep_bce": CLIPSepMaskBCELoss},
+    _enh.loss_wrapper_choices: {"clipsep_mask": ExtractorMaskSolver},
 }
 
 
