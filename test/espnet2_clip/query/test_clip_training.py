@@ -115,8 +115,12 @@ def test_train_clip_saves_reloadable_model(tmp_path):
 
 def test_train_clip_errors(tmp_path):
     data = make_shape_world(tmp_path / "data", n=6)
-    with pytest.raises(FileNotFoundError, match="label"):
-        (data / "label").unlink()
-        train_clip(data, tmp_path / "o", model_config="espnet2clip-tiny", epochs=1, eval_labels="auto")
+    (data / "label").unlink()
+    with pytest.raises(FileNotFoundError, match="label"):  # classes named, but no label file to check them on
+        train_clip(data, tmp_path / "o", model_config="espnet2clip-tiny", epochs=1, eval_labels="circle,square")
+    # auto (the recipe's default) without a label file: the optional check is skipped (commit 91897c1)
+    train_clip(data, tmp_path / "o", model_config="espnet2clip-tiny", epochs=1, eval_labels="auto")
+    assert json.loads((tmp_path / "o" / "train_info.json").read_text())["n_eval"] == 0
     with pytest.raises(ValueError, match="unknown model config"):
         train_clip(data, tmp_path / "o", model_config="no-such-model", epochs=1)
+
