@@ -43,7 +43,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -175,6 +175,29 @@ def _quantize(x: np.ndarray) -> np.ndarray:
 
 # --- items (each a pure function of (cfg, index); also usable in memory by tests) ---------------
 
+def _noise_draw(cfg: WorldConfig, split: str, cls: int, idx: int) -> Tuple[Optional[np.random.Generator], str]:
+    """The off-screen noise of a video: its kind (``none`` for most) and, when it has one, the
+    generator its waveform draws from next."""
+    if split != "train" or cfg.offscreen_noise_prob <= 0:
+        return None, "none"
+    nrng = _rng(cfg, _NOISE, cls, idx)
+    if nrng.random() < cfg.offscreen_noise_prob:
+        return nrng, OFFSCREEN_NOISES[int(nrng.integers(len(OFFSCREEN_NOISES)))]
+    return None, "none"
+
+
+def _add_offscreen_noise(cfg: WorldConfig, audio: np.ndarray, n: int, kind: str, nrng) -> np.ndarray:
+    """``audio`` + an ``n``-sample ``kind`` noise ``offscreen_snr_db`` below it; peak kept below 0.95."""
+    noise = bridge_sound.synth(kind, nrng, n, cfg.fs).astype(np.float64)
+    rel = 10 ** (-nrng.uniform(*cfg.offscreen_snr_db) / 20)
+    noise *= rel * np.sqrt(np.mean(audio.astype(np.float64) ** 2)) / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+    audio = audio + noise
+    peak = float(np.max(np.abs(audio)))
+    if peak > 0.95:
+        audio = audio * (0.95 / peak)
+    return audio.astype(np.float32)
+
+
 def video_item(cfg: WorldConfig, split: str, cls: int, idx: int):
     """Frames ``(T, S, S, 3)`` uint8, audio ``(N,)`` float32 and the off-screen noise kind."""
     stream = _TRAIN if split == "train" else _VALID
@@ -182,19 +205,9 @@ def video_item(cfg: WorldConfig, split: str, cls: int, idx: int):
     n = int(round(cfg.video_seconds * cfg.fs))
     frames = _render(cfg, rng, cls, int(round(cfg.video_seconds * cfg.video_fps)))
     audio = _class_sound(cfg, rng, cls, n)
-    noise_kind = "none"
-    if split == "train" and cfg.offscreen_noise_prob > 0:
-        nrng = _rng(cfg, _NOISE, cls, idx)
-        if nrng.random() < cfg.offscreen_noise_prob:
-            noise_kind = OFFSCREEN_NOISES[int(nrng.integers(len(OFFSCREEN_NOISES)))]
-            noise = bridge_sound.synth(noise_kind, nrng, n, cfg.fs).astype(np.float64)
-            rel = 10 ** (-nrng.uniform(*cfg.offscreen_snr_db) / 20)
-            noise *= rel * np.sqrt(np.mean(audio.astype(np.float64) ** 2)) / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
-            audio = audio + noise
-            peak = float(np.max(np.abs(audio)))
-            if peak > 0.95:
-                audio = audio * (0.95 / peak)
-            audio = audio.astype(np.float32)
+    nrng, noise_kind = _noise_draw(cfg, split, cls, idx)
+    if nrng is not None:
+        audio = _add_offscreen_noise(cfg, audio, n, noise_kind, nrng)
     return frames, audio, noise_kind
 
 
@@ -246,68 +259,240 @@ def mix(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
     return _quantize(s1.astype(np.float64) / 2) + _quantize(s2.astype(np.float64) / 2)
 
 
-# --- parallel job runner ---------------------------------------------------------------------
+# --- what the jobs make --------------------------------------------------------------------------
 
-def _job(args):
-    kind, cfg_dict, out, a, b, c = args
-    cfg = WorldConfig(**cfg_dict)
-    out = Path(out)
-    if kind == "video":
-        split, cls, idx = a, b, c
-        path = out / "videos" / split / f"{split}_{CLASSES[cls][0]}_{idx:04d}.mp4"
-        if path.is_file():  # finished earlier (written atomically); the noise draw is cheap
-            return kind, (split, cls, idx, str(path), _noise_kind(cfg, split, cls, idx))
-        from espnet2_clip.data.video import write_video
+@dataclass(frozen=True)
+class VideoFile:
+    split: str
+    cls: int
+    idx: int
+    path: str
+    noise_kind: str  # off-screen noise: none | wind | hum
 
-        frames, audio, nk = video_item(cfg, split, cls, idx)
-        write_video(path, frames, cfg.video_fps, audio, cfg.fs)
-        return kind, (split, cls, idx, str(path), nk)
-    if kind == "clip":
-        cls, idx = a, b
-        path = out / "images" / "clip_train" / f"clip_{CLASSES[cls][0]}_{idx:05d}.png"
-        img, caption = clip_image_item(cfg, cls, idx)
-        if not path.is_file():
-            _write_png(path, img)
-        return kind, (cls, idx, str(path), caption)
-    if kind == "target":
-        cls, idx = a, b
-        name = CLASSES[cls][0]
-        wav = out / "wav" / "test_target" / f"target_{name}_{idx:04d}.wav"
-        pngs = [out / "images" / "query" / f"target_{name}_{idx:04d}_f{i + 1}.png" for i in range(QUERY_FRAMES)]
-        if not (wav.is_file() and all(p.is_file() for p in pngs)):
-            x, frames = target_item(cfg, cls, idx)
-            _write_wav(wav, x, cfg.fs)
-            for png, img in zip(pngs, frames):
-                _write_png(png, img)
-        return kind, (cls, idx, str(wav), " ".join(shlex.quote(str(p)) for p in pngs))
-    if kind == "interf":
-        cls, idx = a, b
-        wav = out / "wav" / "interference" / f"interf_{CLASSES[cls][0]}_{idx:04d}.wav"
-        if not wav.is_file():
-            _write_wav(wav, interference_item(cfg, cls, idx), cfg.fs)
-        return kind, (cls, idx, str(wav))
-    if kind == "mix":
-        p = a
-        base = out / "wav" / "test_mix" / p["mix_id"]
-        wavs = [base.with_name(base.name + suffix + ".wav") for suffix in ("", "_spk1", "_spk2")]
-        if not all(w.is_file() for w in wavs):
-            s1 = target_item(cfg, p["target_cls"], p["target_idx"])[0]
-            s2 = interference_item(cfg, p["interf_cls"], p["interf_idx"])
-            halves = [_quantize(s.astype(np.float64) / 2) for s in (s1, s2)]
-            # references as they appear in the mixture (ESPnet convention: mix = spk1 + spk2)
-            for path, x in zip(wavs, [mix(s1, s2), *halves]):
-                _write_wav(path, x, cfg.fs)
-        return kind, (p, *[str(w) for w in wavs])
-    raise ValueError(kind)
+    @property
+    def uttid(self) -> str:
+        return Path(self.path).stem
 
 
-def _noise_kind(cfg: WorldConfig, split: str, cls: int, idx: int) -> str:
-    if split != "train" or cfg.offscreen_noise_prob <= 0:
-        return "none"
-    nrng = _rng(cfg, _NOISE, cls, idx)
-    if nrng.random() < cfg.offscreen_noise_prob:
-        return OFFSCREEN_NOISES[int(nrng.integers(len(OFFSCREEN_NOISES)))]
-    return "none"
+@dataclass(frozen=True)
+class ClipImageFile:
+    cls: int
+    idx: int
+    path: str
+    caption: str
+
+    @property
+    def uttid(self) -> str:
+        return Path(self.path).stem
+
+
+@dataclass(frozen=True)
+class TargetFile:
+    cls: int
+    idx: int
+    path: str
+    query_frames: str  # the image query: its frames' paths, shell-quoted, space-separated
+
+    @property
+    def uttid(self) -> str:
+        return Path(self.path).stem
+
+
+@dataclass(frozen=True)
+class InterferenceFile:
+    cls: int
+    idx: int
+    path: str
+
+    @property
+    def uttid(self) -> str:
+        return Path(self.path).stem
+
+
+@dataclass(frozen=True)
+class MixtureFiles:
+    plan: Dict  # the entry of :func:`mixture_plan`
+    mixture: str
+    spk1: str  # the references as they are in the mixture (ESPnet convention: mix = spk1 + spk2)
+    spk2: str
+
+
+@dataclass
+class WorldFiles:
+    """Everything the jobs wrote (or found written), by kind; the order does not matter."""
+
+    videos: List[VideoFile] = dataclasses.field(default_factory=list)
+    clip_images: List[ClipImageFile] = dataclasses.field(default_factory=list)
+    targets: List[TargetFile] = dataclasses.field(default_factory=list)
+    interference: List[InterferenceFile] = dataclasses.field(default_factory=list)
+    mixtures: List[MixtureFiles] = dataclasses.field(default_factory=list)
+
+    def add(self, item) -> None:
+        {VideoFile: self.videos, ClipImageFile: self.clip_images, TargetFile: self.targets,
+         InterferenceFile: self.interference, MixtureFiles: self.mixtures}[type(item)].append(item)
+
+    def videos_of(self, split: str) -> List[VideoFile]:
+        return [v for v in self.videos if v.split == split]
+
+
+# --- one job per file (a pure function of the config and the item; skips finished files) ------
+
+@dataclass(frozen=True)
+class Job:
+    """One item to write: ``kind`` is video | clip | target | interf | mix."""
+
+    kind: str
+    cfg: Dict  # the WorldConfig as a dict (what worker processes receive)
+    out: str
+    cls: int = -1
+    idx: int = -1
+    split: str = ""  # videos
+    plan: Optional[Dict] = None  # mixtures: the entry of mixture_plan
+
+
+def _video_job(cfg: WorldConfig, out: Path, job: Job) -> VideoFile:
+    split, cls, idx = job.split, job.cls, job.idx
+    path = out / "videos" / split / f"{split}_{CLASSES[cls][0]}_{idx:04d}.mp4"
+    if path.is_file():  # finished earlier (written atomically); the noise draw is cheap
+        return VideoFile(split, cls, idx, str(path), _noise_draw(cfg, split, cls, idx)[1])
+    from espnet2_clip.data.video import write_video
+
+    frames, audio, noise_kind = video_item(cfg, split, cls, idx)
+    write_video(path, frames, cfg.video_fps, audio, cfg.fs)
+    return VideoFile(split, cls, idx, str(path), noise_kind)
+
+
+def _clip_image_job(cfg: WorldConfig, out: Path, job: Job) -> ClipImageFile:
+    path = out / "images" / "clip_train" / f"clip_{CLASSES[job.cls][0]}_{job.idx:05d}.png"
+    img, caption = clip_image_item(cfg, job.cls, job.idx)
+    if not path.is_file():
+        _write_png(path, img)
+    return ClipImageFile(job.cls, job.idx, str(path), caption)
+
+
+def _target_job(cfg: WorldConfig, out: Path, job: Job) -> TargetFile:
+    stem = f"target_{CLASSES[job.cls][0]}_{job.idx:04d}"
+    wav = out / "wav" / "test_target" / f"{stem}.wav"
+    pngs = [out / "images" / "query" / f"{stem}_f{i + 1}.png" for i in range(QUERY_FRAMES)]
+    if not (wav.is_file() and all(p.is_file() for p in pngs)):
+        x, frames = target_item(cfg, job.cls, job.idx)
+        _write_wav(wav, x, cfg.fs)
+        for png, img in zip(pngs, frames):
+            _write_png(png, img)
+    return TargetFile(job.cls, job.idx, str(wav), " ".join(shlex.quote(str(p)) for p in pngs))
+
+
+def _interference_job(cfg: WorldConfig, out: Path, job: Job) -> InterferenceFile:
+    wav = out / "wav" / "interference" / f"interf_{CLASSES[job.cls][0]}_{job.idx:04d}.wav"
+    if not wav.is_file():
+        _write_wav(wav, interference_item(cfg, job.cls, job.idx), cfg.fs)
+    return InterferenceFile(job.cls, job.idx, str(wav))
+
+
+def _mixture_job(cfg: WorldConfig, out: Path, job: Job) -> MixtureFiles:
+    p = job.plan
+    base = out / "wav" / "test_mix" / p["mix_id"]
+    wavs = [base.with_name(base.name + suffix + ".wav") for suffix in ("", "_spk1", "_spk2")]
+    if not all(w.is_file() for w in wavs):
+        s1 = target_item(cfg, p["target_cls"], p["target_idx"])[0]
+        s2 = interference_item(cfg, p["interf_cls"], p["interf_idx"])
+        halves = [_quantize(s.astype(np.float64) / 2) for s in (s1, s2)]
+        for path, x in zip(wavs, [mix(s1, s2), *halves]):
+            _write_wav(path, x, cfg.fs)
+    return MixtureFiles(p, *[str(w) for w in wavs])
+
+
+_JOB_KINDS = {"video": _video_job, "clip": _clip_image_job, "target": _target_job,
+              "interf": _interference_job, "mix": _mixture_job}
+
+
+def run_job(job: Job):
+    """Write (or find) one item; returns its ``*File(s)`` record."""
+    if job.kind not in _JOB_KINDS:
+        raise ValueError(f"unknown job kind {job.kind!r} ({' | '.join(_JOB_KINDS)})")
+    return _JOB_KINDS[job.kind](WorldConfig(**job.cfg), Path(job.out), job)
+
+
+def plan_jobs(cfg: WorldConfig, out: Path, plan: List[Dict]) -> List[Job]:
+    """Every item of the world, in generation order: videos, captioned images, test material."""
+    cd, o, k = dataclasses.asdict(cfg), str(out), cfg.num_classes
+    jobs = [Job("video", cd, o, c, i, split=split)
+            for split, per in (("train", cfg.videos_per_class), ("valid", cfg.valid_per_class))
+            for c in range(k) for i in range(per)]
+    jobs += [Job("clip", cd, o, c, i) for c in range(k) for i in range(cfg.clip_images_per_class)]
+    if plan:
+        jobs += [Job("target", cd, o, c, i) for c in range(k) for i in range(cfg.test_mix_per_class)]
+        jobs += [Job("interf", cd, o, c, i) for c in range(k) for i in range(cfg.interference_per_class)]
+        jobs += [Job("mix", cd, o, plan=p) for p in plan]
+    return jobs
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, desc="bridge world", unit="item", file=sys.stderr,
+                mininterval=0.5 if sys.stderr.isatty() else 5.0)
+
+
+def run_jobs(jobs: List[Job], nj: int = 1, progress: bool = False) -> WorldFiles:
+    """Run ``jobs`` (``nj`` > 1: in a process pool, in any order) and collect what they wrote."""
+    files = WorldFiles()
+    bar = _progress_bar(len(jobs), progress)
+    if nj > 1:
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ctx.Pool(nj) as pool:
+            done = pool.imap_unordered(run_job, jobs, chunksize=4)
+            for item in done:
+                files.add(item)
+                if bar is not None:
+                    bar.update()
+    else:
+        for job in jobs:
+            files.add(run_job(job))
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    return files
+
+
+# --- the data dirs and world.json ------------------------------------------------------------
+
+def write_lists(data: Path, files: WorldFiles, with_test: bool) -> None:
+    """``data/{train,valid,clip_train}`` and (``with_test``) ``data/{interference,test_mix}``."""
+    def name(cls: int) -> str:  # a class's name is its label and its text query
+        return CLASSES[cls][0]
+
+    for split in ("train", "valid"):
+        videos = files.videos_of(split)
+        write_scp(data / split / "video.scp", {v.uttid: v.path for v in videos})
+        write_scp(data / split / "label", {v.uttid: name(v.cls) for v in videos})
+        if split == "train":
+            write_scp(data / split / "offscreen", {v.uttid: v.noise_kind for v in videos})
+    images = files.clip_images
+    write_scp(data / "clip_train" / "image.scp", {c.uttid: c.path for c in images})
+    write_scp(data / "clip_train" / "caption", {c.uttid: c.caption for c in images})
+    write_scp(data / "clip_train" / "label", {c.uttid: name(c.cls) for c in images})
+    if not with_test:
+        return
+    write_scp(data / "interference" / "wav.scp", {i.uttid: i.path for i in files.interference})
+    write_scp(data / "interference" / "label", {i.uttid: name(i.cls) for i in files.interference})
+    query = {(t.cls, t.idx): t.query_frames for t in files.targets}
+    columns = {
+        "wav.scp": lambda m: m.mixture,
+        "spk1.scp": lambda m: m.spk1,
+        "spk2.scp": lambda m: m.spk2,
+        "query_image.scp": lambda m: query[(m.plan["target_cls"], m.plan["target_idx"])],
+        "text": lambda m: name(m.plan["target_cls"]),
+        "label": lambda m: name(m.plan["target_cls"]),
+        "interference_label": lambda m: name(m.plan["interf_cls"]),
+    }
+    for fname, value in columns.items():
+        write_scp(data / "test_mix" / fname, {m.plan["mix_id"]: value(m) for m in files.mixtures})
 
 
 def _config_json(cfg: WorldConfig) -> Dict:
@@ -318,21 +503,49 @@ def _config_json(cfg: WorldConfig) -> Dict:
     return d
 
 
+def world_info(cfg: WorldConfig, files: WorldFiles, seconds: float) -> Dict:
+    """The content of ``world.json``."""
+    train = files.videos_of("train")
+    return dict(
+        version=VERSION,
+        seed=cfg.seed,
+        config=_config_json(cfg),
+        classes=class_table(cfg.num_classes),
+        offscreen_noises=[dict(name=n, description=(bridge_sound.NOISES[n].__doc__ or "").strip())
+                          for n in OFFSCREEN_NOISES],
+        caption_templates=list(CAPTION_TEMPLATES),
+        counts=dict(
+            train_videos=len(train),
+            valid_videos=len(files.videos_of("valid")),
+            train_videos_with_offscreen_noise=sum(1 for v in train if v.noise_kind != "none"),
+            clip_images=len(files.clip_images),
+            test_targets=len(files.targets),
+            interference_pool=len(files.interference),
+            test_mixtures=len(files.mixtures),
+        ),
+        protocol=dict(
+            test_mixture="mixture = (s1 + s2) / 2 on the PCM16 grid; s1 = held-out clean target, "
+                         "s2 = interference-pool item of another class; "
+                         f"{cfg.mix_samples} samples at {cfg.fs} Hz; text = class name",
+            interference_pool="held-out instances of the other target classes from their own "
+                              "random stream; never in train/valid videos nor test targets",
+            offscreen_noise="training videos only, with probability offscreen_noise_prob: "
+                            "wind or hum (no visual) at "
+                            f"{cfg.offscreen_snr_db[0]}..{cfg.offscreen_snr_db[1]} dB below the on-screen sound",
+            videos=f"{cfg.frame_size}x{cfg.frame_size} px, {cfg.video_fps} fps, h264/yuv420p + AAC "
+                   f"{cfg.fs} Hz mono, {cfg.video_seconds} s",
+        ),
+        generation_seconds=round(seconds, 2),
+    )
+
+
 _OWNED = ("videos", "images", "wav", "data", "world.json", ".world_config.json")
 
 
-def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
-                   progress: bool = False, log=None) -> Dict:
-    """Generate (or complete) the world under ``out``; returns the world.json content.
-
-    Reruns with the same config skip finished files (and everything if world.json exists); a
-    directory holding a world of a *different* config is an error unless ``force`` (which
-    deletes the generated parts first).
-    """
-    cfg.validate()
-    out = Path(out).resolve()
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    conf = _config_json(cfg)
+def _claim_out_dir(out: Path, conf: Dict, force: bool, log) -> Optional[Dict]:
+    """Make ``out`` ours for the world of config ``conf``: returns the finished world's world.json
+    when one of the same settings is there (nothing to do), else None after writing the marker.
+    Another world's settings are an error unless ``force`` (which deletes its generated parts)."""
     marker = out / ".world_config.json"
     if marker.is_file():
         old = json.loads(marker.read_text())
@@ -354,106 +567,29 @@ def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
             return json.loads((out / "world.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(marker, json.dumps(conf, indent=1, sort_keys=True) + "\n")
+    return None
 
+
+def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
+                   progress: bool = False, log=None) -> Dict:
+    """Generate (or complete) the world under ``out``; returns the world.json content.
+
+    Reruns with the same config skip finished files (and everything if world.json exists); a
+    directory holding a world of a *different* config is an error unless ``force`` (which
+    deletes the generated parts first).
+    """
+    cfg.validate()
+    out = Path(out).resolve()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    finished = _claim_out_dir(out, _config_json(cfg), force, log)
+    if finished is not None:
+        return finished
     t0 = time.time()
-    cd = dataclasses.asdict(cfg)
-    k = cfg.num_classes
     plan = mixture_plan(cfg)
-    jobs = []
-    for split, per in (("train", cfg.videos_per_class), ("valid", cfg.valid_per_class)):
-        jobs += [("video", cd, str(out), split, c, i) for c in range(k) for i in range(per)]
-    jobs += [("clip", cd, str(out), c, i, None) for c in range(k) for i in range(cfg.clip_images_per_class)]
-    if plan:
-        jobs += [("target", cd, str(out), c, i, None) for c in range(k) for i in range(cfg.test_mix_per_class)]
-        jobs += [("interf", cd, str(out), c, i, None) for c in range(k) for i in range(cfg.interference_per_class)]
-        jobs += [("mix", cd, str(out), p, None, None) for p in plan]
-
-    results: Dict[str, list] = {key: [] for key in ("video", "clip", "target", "interf", "mix")}
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(jobs), desc="bridge world", unit="item", file=sys.stderr,
-                       mininterval=0.5 if sys.stderr.isatty() else 5.0)
-        except ImportError:  # pragma: no cover
-            bar = None
-    if nj > 1:
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(nj) as pool:
-            for kind, res in pool.imap_unordered(_job, jobs, chunksize=4):
-                results[kind].append(res)
-                if bar is not None:
-                    bar.update()
-    else:
-        for job in jobs:
-            kind, res = _job(job)
-            results[kind].append(res)
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
-
-    data = out / "data"
-    for split in ("train", "valid"):
-        items = [r for r in results["video"] if r[0] == split]
-        write_scp(data / split / "video.scp", {Path(r[3]).stem: r[3] for r in items})
-        write_scp(data / split / "label", {Path(r[3]).stem: CLASSES[r[1]][0] for r in items})
-        if split == "train":
-            write_scp(data / split / "offscreen", {Path(r[3]).stem: r[4] for r in items})
-    write_scp(data / "clip_train" / "image.scp", {Path(r[2]).stem: r[2] for r in results["clip"]})
-    write_scp(data / "clip_train" / "caption", {Path(r[2]).stem: r[3] for r in results["clip"]})
-    write_scp(data / "clip_train" / "label", {Path(r[2]).stem: CLASSES[r[0]][0] for r in results["clip"]})
-    if plan:
-        write_scp(data / "interference" / "wav.scp", {Path(r[2]).stem: r[2] for r in results["interf"]})
-        write_scp(data / "interference" / "label", {Path(r[2]).stem: CLASSES[r[0]][0] for r in results["interf"]})
-        tgt = {(r[0], r[1]): r for r in results["target"]}
-        mixes = {p["mix_id"]: (p, w) for p, *w in results["mix"]}
-        columns = {
-            "wav.scp": lambda p, w: w[0],
-            "spk1.scp": lambda p, w: w[1],
-            "spk2.scp": lambda p, w: w[2],
-            "query_image.scp": lambda p, w: tgt[(p["target_cls"], p["target_idx"])][3],
-            "text": lambda p, w: CLASSES[p["target_cls"]][0],
-            "label": lambda p, w: CLASSES[p["target_cls"]][0],
-            "interference_label": lambda p, w: CLASSES[p["interf_cls"]][0],
-        }
-        for name, fn in columns.items():
-            write_scp(data / "test_mix" / name, {m: fn(p, w) for m, (p, w) in mixes.items()})
-
-    n_noisy = sum(1 for r in results["video"] if r[0] == "train" and r[4] != "none")
-    world = dict(
-        version=VERSION,
-        seed=cfg.seed,
-        config=conf,
-        classes=class_table(k),
-        offscreen_noises=[dict(name=n, description=(bridge_sound.NOISES[n].__doc__ or "").strip())
-                          for n in OFFSCREEN_NOISES],
-        caption_templates=list(CAPTION_TEMPLATES),
-        counts=dict(
-            train_videos=len([r for r in results["video"] if r[0] == "train"]),
-            valid_videos=len([r for r in results["video"] if r[0] == "valid"]),
-            train_videos_with_offscreen_noise=n_noisy,
-            clip_images=len(results["clip"]),
-            test_targets=len(results["target"]),
-            interference_pool=len(results["interf"]),
-            test_mixtures=len(results["mix"]),
-        ),
-        protocol=dict(
-            test_mixture="mixture = (s1 + s2) / 2 on the PCM16 grid; s1 = held-out clean target, "
-                         "s2 = interference-pool item of another class; "
-                         f"{cfg.mix_samples} samples at {cfg.fs} Hz; text = class name",
-            interference_pool="held-out instances of the other target classes from their own "
-                              "random stream; never in train/valid videos nor test targets",
-            offscreen_noise="training videos only, with probability offscreen_noise_prob: "
-                            "wind or hum (no visual) at "
-                            f"{cfg.offscreen_snr_db[0]}..{cfg.offscreen_snr_db[1]} dB below the on-screen sound",
-            videos=f"{cfg.frame_size}x{cfg.frame_size} px, {cfg.video_fps} fps, h264/yuv420p + AAC "
-                   f"{cfg.fs} Hz mono, {cfg.video_seconds} s",
-        ),
-        generation_seconds=round(time.time() - t0, 2),
-    )
+    files = run_jobs(plan_jobs(cfg, out, plan), nj, progress)
+    write_lists(out / "data", files, with_test=bool(plan))
+    world = world_info(cfg, files, time.time() - t0)
     write_text_atomic(out / "world.json", json.dumps(world, indent=1) + "\n")
-    log(f"{out}: bridge world with {k} classes generated in {world['generation_seconds']} s: "
+    log(f"{out}: bridge world with {cfg.num_classes} classes generated in {world['generation_seconds']} s: "
         + ", ".join(f"{key}={v}" for key, v in world["counts"].items()))
     return world

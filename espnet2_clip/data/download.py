@@ -514,87 +514,106 @@ def missing_report_line(report_path: PathLike) -> str:
     return format_missing_line(int(data["obtained"]), int(data["requested"]), data.get("missing_by_reason", {}))
 
 
-def download_all(
-    items: Sequence[DownloadItem],
-    out_dir: PathLike,
-    opts: DownloadOptions,
-    nj: int = 1,
-    progress: bool = True,
-    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-) -> DownloadReport:
-    """Download ``items`` into ``out_dir`` and write ``video.scp``, ``missing`` and the report."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+@dataclass
+class _PreviousRun:
+    """What an earlier run left in ``out_dir``: each missing clip's reason and last error message."""
 
-    out_dir = Path(out_dir)
-    videos_dir = out_dir / "videos"
-    videos_dir.mkdir(parents=True, exist_ok=True)
-    report = DownloadReport(requested=len(items))
-    report.ytdlp_version = ytdlp_version(opts.ytdlp)
+    missing: Dict[str, str] = field(default_factory=dict)  # clip_id -> "reason ..."
+    errors: Dict[str, str] = field(default_factory=dict)  # clip_id -> message
 
-    previous: Dict[str, str] = {}
-    if (out_dir / "missing").is_file() and not opts.retry_missing:
-        try:
-            previous = read_scp(out_dir / "missing")
-        except ValueError as e:
-            log(f"download_youtube: warning: ignoring unreadable {out_dir / 'missing'}: {e}")
-    prev_err: Dict[str, str] = {}
-    if (out_dir / REPORT_NAME).is_file():
-        try:
-            prev_err = json.loads((out_dir / REPORT_NAME).read_text(encoding="utf-8")).get("errors", {})
-        except (ValueError, OSError):
-            prev_err = {}
+    @classmethod
+    def read(cls, out_dir: Path, retry_missing: bool, log: Callable[[str], None]) -> "_PreviousRun":
+        prev = cls()
+        if (out_dir / "missing").is_file() and not retry_missing:
+            try:
+                prev.missing = read_scp(out_dir / "missing")
+            except ValueError as e:
+                log(f"download_youtube: warning: ignoring unreadable {out_dir / 'missing'}: {e}")
+        if (out_dir / REPORT_NAME).is_file():
+            try:
+                prev.errors = json.loads((out_dir / REPORT_NAME).read_text(encoding="utf-8")).get("errors", {})
+            except (ValueError, OSError):
+                prev.errors = {}
+        return prev
 
-    results: Dict[str, ClipResult] = {}
+    def permanent_reason(self, clip_id: str) -> Optional[str]:
+        """``unavailable`` / ``private`` when the earlier run found the clip gone for good."""
+        reason = self.missing.get(clip_id, "").split(" ")[0]
+        return reason if reason in PERMANENT_REASONS else None
+
+
+def _triage(items: Sequence[DownloadItem], videos_dir: Path,
+            previous: _PreviousRun) -> Tuple[Dict[str, ClipResult], List[DownloadItem]]:
+    """Results of the clips settled before any download (already here, or gone for good) and the
+    clips still to fetch; removes temporary dirs left by a killed run."""
+    settled: Dict[str, ClipResult] = {}
     todo: List[DownloadItem] = []
     for it in items:
         final = videos_dir / f"{it.clip_id}.mp4"
         tmp = _tmp_dir(videos_dir, it.clip_id)
         if tmp.exists():  # left by a killed run
             shutil.rmtree(tmp, ignore_errors=True)
+        reason = previous.permanent_reason(it.clip_id)
         if final.is_file():
-            results[it.clip_id] = ClipResult(it.clip_id, str(final), existed=True)
-        elif previous.get(it.clip_id, "").split(" ")[0] in PERMANENT_REASONS:
-            reason = previous[it.clip_id].split(" ")[0]
-            results[it.clip_id] = ClipResult(
+            settled[it.clip_id] = ClipResult(it.clip_id, str(final), existed=True)
+        elif reason is not None:
+            settled[it.clip_id] = ClipResult(
                 it.clip_id, reason=reason,
-                message=prev_err.get(it.clip_id, f"{reason} in an earlier run (--retry_missing to ask again)"))
+                message=previous.errors.get(it.clip_id, f"{reason} in an earlier run (--retry_missing to ask again)"))
         else:
             todo.append(it)
+    return settled, todo
+
+
+class _BotCheckGuard:
+    """Counts bot checks in a row across worker threads: prints the cookies hint once and, with
+    ``stop_after`` > 0, stops further requests after that many."""
+
+    def __init__(self, stop_after: int, log: Callable[[str], None]):
+        self.stop_after = stop_after
+        self.log = log
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+        self._hinted = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def not_attempted(self, clip_id: str) -> ClipResult:
+        return ClipResult(clip_id, reason="not-attempted",
+                          message=f"not attempted: stopped after {self.stop_after} bot checks in a row")
+
+    def record(self, r: ClipResult) -> None:
+        with self._lock:
+            if r.reason == "bot-check":
+                self._in_a_row += 1
+                if not self._hinted:
+                    self._hinted = True
+                    self.log(f"download_youtube: {r.clip_id}: {r.message}\ndownload_youtube: hint: {BOT_CHECK_HINT}")
+                if self.stop_after and self._in_a_row >= self.stop_after:
+                    self._stopped.set()
+            elif r.reason is None:
+                self._in_a_row = 0
+
+
+def _download_in_parallel(todo: Sequence[DownloadItem], videos_dir: Path, opts: DownloadOptions, nj: int,
+                          bar, results: Dict[str, ClipResult], log: Callable[[str], None]) -> None:
+    """Fetch ``todo`` with ``nj`` threads into ``results``; a failing clip never stops the others."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     throttle = Throttle(opts.sleep_interval, opts.max_sleep_interval)
-    bar = None
-    if progress and todo:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(todo), desc=f"download {out_dir}", unit="video", file=sys.stderr,
-                       mininterval=0.5 if sys.stderr.isatty() else 10.0)
-        except ImportError:  # pragma: no cover
-            bar = None
-
-    stop = threading.Event()
-    lock = threading.Lock()
-    bot_run = [0]
-    hinted = [False]
+    guard = _BotCheckGuard(opts.stop_after_bot_checks, log)
 
     def work(it: DownloadItem) -> ClipResult:
-        if stop.is_set():
-            return ClipResult(it.clip_id, reason="not-attempted",
-                              message=f"not attempted: stopped after {opts.stop_after_bot_checks} bot checks in a row")
+        if guard.stopped:
+            return guard.not_attempted(it.clip_id)
         try:
             r = download_one(it, videos_dir, opts, throttle)
         except Exception as e:  # never let one clip kill the run
             r = ClipResult(it.clip_id, reason="other", message=f"{type(e).__name__}: {e}")
-        with lock:
-            if r.reason == "bot-check":
-                bot_run[0] += 1
-                if not hinted[0]:
-                    hinted[0] = True
-                    log(f"download_youtube: {it.clip_id}: {r.message}\ndownload_youtube: hint: {BOT_CHECK_HINT}")
-                if opts.stop_after_bot_checks and bot_run[0] >= opts.stop_after_bot_checks:
-                    stop.set()
-            elif r.reason is None:
-                bot_run[0] = 0
+        guard.record(r)
         return r
 
     workers = max(1, min(int(nj), len(todo))) if todo else 1
@@ -607,24 +626,57 @@ def download_all(
                 bar.update()
                 if r.reason:
                     bar.set_postfix_str(f"missing {sum(1 for x in results.values() if x.reason)}")
-    if bar is not None:
-        bar.close()
 
-    obtained = {c: r.path for c, r in results.items() if r.reason is None}
+
+def _progress_bar(total: int, out_dir: Path, enabled: bool):
+    if not (enabled and total):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, desc=f"download {out_dir}", unit="video", file=sys.stderr,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0)
+
+
+def _report(results: Mapping[str, ClipResult], requested: int, version: str) -> DownloadReport:
     missing = {c: r.reason for c, r in results.items() if r.reason is not None}
-    write_scp(out_dir / "video.scp", obtained)
-    write_scp(out_dir / "missing", missing)
-
-    report.obtained = len(obtained)
-    report.already_present = sum(1 for r in results.values() if r.existed)
-    report.downloaded = report.obtained - report.already_present
-    report.missing = len(missing)
     by_reason: Dict[str, int] = {}
     for reason in missing.values():
         by_reason[reason] = by_reason.get(reason, 0) + 1
-    report.missing_by_reason = dict(sorted(by_reason.items(), key=lambda kv: _reason_order(kv[0])))
-    report.ytdlp_calls = sum(r.calls for r in results.values())
-    report.missing_ids = dict(sorted(missing.items()))
-    report.errors = {c: results[c].message for c in sorted(missing)}
+    obtained = len(results) - len(missing)
+    already = sum(1 for r in results.values() if r.existed)
+    return DownloadReport(
+        requested=requested, obtained=obtained, already_present=already, downloaded=obtained - already,
+        missing=len(missing),
+        missing_by_reason=dict(sorted(by_reason.items(), key=lambda kv: _reason_order(kv[0]))),
+        ytdlp_calls=sum(r.calls for r in results.values()), ytdlp_version=version,
+        missing_ids=dict(sorted(missing.items())),
+        errors={c: results[c].message for c in sorted(missing)},
+    )
+
+
+def download_all(
+    items: Sequence[DownloadItem],
+    out_dir: PathLike,
+    opts: DownloadOptions,
+    nj: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+) -> DownloadReport:
+    """Download ``items`` into ``out_dir`` and write ``video.scp``, ``missing`` and the report."""
+    out_dir = Path(out_dir)
+    videos_dir = out_dir / "videos"
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    version = ytdlp_version(opts.ytdlp)
+    results, todo = _triage(items, videos_dir, _PreviousRun.read(out_dir, opts.retry_missing, log))
+    bar = _progress_bar(len(todo), out_dir, progress)
+    _download_in_parallel(todo, videos_dir, opts, nj, bar, results, log)
+    if bar is not None:
+        bar.close()
+
+    write_scp(out_dir / "video.scp", {c: r.path for c, r in results.items() if r.reason is None})
+    write_scp(out_dir / "missing", {c: r.reason for c, r in results.items() if r.reason is not None})
+    report = _report(results, len(items), version)
     write_text_atomic(out_dir / REPORT_NAME, json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n")
     return report

@@ -47,6 +47,16 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
 
     ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` (FAD / FID formula). When the
     product is near-singular (fewer clips than dimensions), ``eps`` is added to the diagonals.
+
+    Ours rather than the FAD package's ``FrechetAudioDistance.calculate_frechet_distance``
+    (``python -m espnet2_clip.bin.library_benchmark --sections frechet``): on random Gaussians
+    (N = 24..2000, D = 8..128) the two agree to 2e-10 relative, ours is as fast or faster (the
+    package takes the square root in complex arithmetic: 13 vs 160 ms at N = 2000, D = 64; 0.4 vs
+    0.9 s at N = 200, D = 128; the same time with 24 clips), and the
+    package's function is a method of a class whose module imports laion_clap, encodec, resampy
+    and torchlibrosa at import time, while the package pins numpy < 2 on Python < 3.13 (our
+    stack: numpy 2), so it cannot be a required dependency. :class:`VGGishFAD` still uses the
+    package for the VGGish embeddings when it is installed.
     """
     a, b = _check_embeddings(a, "first"), _check_embeddings(b, "second")
     if a.shape[1] != b.shape[1]:

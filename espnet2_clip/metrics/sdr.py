@@ -98,12 +98,6 @@ def _db(num: float, den: float) -> float:
     return float(10.0 * np.log10(num / den))
 
 
-def _xcorr(a: np.ndarray, b: np.ndarray, n_lags: int, nfft: int) -> np.ndarray:
-    """c[k] = sum_t a[t + k] * b[t] for k = 0 .. n_lags-1 (zero-padded signals)."""
-    spec = np.fft.rfft(a, nfft) * np.conj(np.fft.rfft(b, nfft))
-    return np.fft.irfft(spec, nfft)[:n_lags]
-
-
 def _solve_gram(G: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve the (symmetric, positive semi-definite) normal equations, as museval does."""
     try:

@@ -20,6 +20,7 @@ import math
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -270,27 +271,82 @@ def _train(
     max_minutes, num_workers, seed, min_crop_scale, hflip_prob, eval_labels, eval_fraction,
     eval_templates, eval_interval, log_interval, load_size, t_start,
 ):
-    import open_clip
-
-    options = {k: v for k, v in locals().items() if k not in ("t_start", "open_clip")}
+    options = {k: v for k, v in locals().items() if k != "t_start"}
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     options["eval_templates"] = list(eval_templates)
     logger.info(f"train_clip options: {json.dumps(options)}")
 
+    gen, rng = _seed_everything(seed)
+    data_dir = Path(data_dir)
+    ids, paths, captions, n_empty = _read_training_set(data_dir)
+    clip = _build_clip(model_config)
+    held_out = _held_out_split(data_dir, ids, eval_labels, eval_fraction, rng)
+    data = _load_training_data(data_dir, paths, captions, clip, held_out, load_size, num_workers)
+    budget = TrainBudget.make(len(data.train_idx), batch_size, epochs, max_steps, max_minutes, warmup_steps)
+    run = _fit(clip, data, held_out, budget, gen, lr=lr, weight_decay=weight_decay, min_crop_scale=min_crop_scale,
+               hflip_prob=hflip_prob, eval_templates=eval_templates, eval_interval=eval_interval,
+               log_interval=log_interval)
+    if held_out.images is not None:
+        run.zs_acc = zero_shot_accuracy(clip.model, clip.tokenizer, held_out.images, held_out.labels,
+                                        held_out.classnames, eval_templates)
+        logger.info(f"final zero-shot accuracy on {len(held_out.idx)} held-out images "
+                    f"({len(held_out.classnames)} classes, templates {list(eval_templates)}): {run.zs_acc:.3f}")
+
+    save_open_clip_dir(clip.model, clip.model_cfg, output_dir)
+    info = {
+        "steps": run.step,
+        "epochs": run.epoch,
+        "train_seconds": round(run.seconds, 1),
+        "total_seconds": round(time.time() - t_start, 1),
+        "final_loss": run.last_loss,
+        "final_batch_acc": run.last_acc,
+        "zero_shot_accuracy": run.zs_acc,
+        "classnames": held_out.classnames,
+        "n_train": len(data.train_idx),
+        "n_eval": len(held_out.idx),
+        "n_empty_captions": n_empty,
+        "n_params": clip.n_params,
+        "options": options,
+    }
+    write_text_atomic(Path(output_dir) / "train_info.json", json.dumps(info, indent=2) + "\n")
+    logger.info(f"saved {Path(output_dir) / WEIGHTS_NAME} after {run.step} steps / {run.epoch} epochs "
+                f"({run.seconds:.0f} s)" + (f"; {n_empty} empty caption(s) skipped" if n_empty else ""))
+    return clip.model
+
+
+# ------------------------------------------------------------------ the steps of _train
+def _seed_everything(seed: int) -> Tuple[torch.Generator, np.random.RandomState]:
+    """Seed Python, NumPy and torch; returns the batch generator and the held-out split's RNG."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.RandomState(seed)
+    return torch.Generator().manual_seed(seed), np.random.RandomState(seed)
 
-    data_dir = Path(data_dir)
+
+def _read_training_set(data_dir: Path) -> Tuple[List[str], List[str], List[str], int]:
     ids, paths, captions, n_empty = read_captioned_images(data_dir)
     if n_empty:
         logger.warning(f"{data_dir / 'caption'}: {n_empty} utterance(s) with an empty caption skipped")
     if len(ids) < 2:
         raise ValueError(f"{data_dir}: need at least 2 captioned images, found {len(ids)}")
+    return ids, paths, captions, n_empty
 
-    # model: config from a name / JSON (random init) or a model directory (its weights)
+
+@dataclass
+class _Clip:
+    """The model being trained and what the loop needs to feed it."""
+
+    model: Any
+    tokenizer: Any
+    model_cfg: Dict[str, Any]
+    image_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    n_params: int
+
+
+def _build_clip(model_config: str) -> _Clip:
+    """A config name / JSON (random init) or a model directory (its weights)."""
     model_cfg = resolve_model_config(model_config)
     model, _, tokenizer = create_clip(model_config, pretrained=None, device="cpu")
     n_params = sum(p.numel() for p in model.parameters())
@@ -299,121 +355,177 @@ def _train(
     pp = model.visual.preprocess_cfg
     logger.info(f"model {model_config}: {n_params / 1e6:.2f} M parameters, image size {size}, "
                 f"embed_dim {model_cfg['embed_dim']}")
+    return _Clip(model, tokenizer, model_cfg, size, pp["mean"], pp["std"], n_params)
 
-    # held-out split for the zero-shot check
-    eval_idx: List[int] = []
-    eval_y: List[int] = []
-    classnames = None
+
+@dataclass
+class _HeldOut:
+    """The zero-shot check's images (none when there is no check)."""
+
+    idx: List[int] = field(default_factory=list)  # into the sorted ids
+    labels: List[int] = field(default_factory=list)  # into classnames
+    classnames: Optional[List[str]] = None
+    images: Optional[torch.Tensor] = None  # uint8 (N, 3, S, S), set once the images are loaded
+
+
+def _held_out_split(data_dir: Path, ids: Sequence[str], eval_labels: Optional[str], eval_fraction: float,
+                    rng: np.random.RandomState) -> _HeldOut:
     label_file = data_dir / "label"
     if eval_labels == "auto" and not label_file.is_file():
         logger.info(f"zero-shot check skipped: {label_file} not found (--eval_labels auto takes the classes "
                     "from it; the check is optional)")
         eval_labels = None
-    if eval_labels:
-        if not label_file.is_file():
-            raise FileNotFoundError(f"--eval_labels needs {label_file} (lines 'uttid class')")
-        labels = read_scp(label_file)
-        classnames = parse_eval_labels(eval_labels, list(labels.values()))
-        cls_index = {c: i for i, c in enumerate(classnames)}
-        cand = [i for i, k in enumerate(ids) if labels.get(k) in cls_index]
-        n_eval = min(len(cand) - 1, max(len(classnames), int(round(eval_fraction * len(ids)))))
-        if n_eval < 1:
-            raise ValueError(f"{label_file}: no image has a label among {classnames}")
-        eval_idx = sorted(rng.choice(cand, size=n_eval, replace=False).tolist())
-        eval_y = [cls_index[labels[ids[i]]] for i in eval_idx]
-        logger.info(f"zero-shot check: {len(classnames)} classes, {len(eval_idx)} held-out images")
-    eval_set = set(eval_idx)
-    train_idx = [i for i in range(len(ids)) if i not in eval_set]
+    if not eval_labels:
+        return _HeldOut()
+    if not label_file.is_file():
+        raise FileNotFoundError(f"--eval_labels needs {label_file} (lines 'uttid class')")
+    labels = read_scp(label_file)
+    classnames = parse_eval_labels(eval_labels, list(labels.values()))
+    cls_index = {c: i for i, c in enumerate(classnames)}
+    cand = [i for i, k in enumerate(ids) if labels.get(k) in cls_index]
+    n_eval = min(len(cand) - 1, max(len(classnames), int(round(eval_fraction * len(ids)))))
+    if n_eval < 1:
+        raise ValueError(f"{label_file}: no image has a label among {classnames}")
+    idx = sorted(rng.choice(cand, size=n_eval, replace=False).tolist())
+    logger.info(f"zero-shot check: {len(classnames)} classes, {len(idx)} held-out images")
+    return _HeldOut(idx, [cls_index[labels[ids[i]]] for i in idx], classnames)
+
+
+@dataclass
+class _TrainingData:
+    pixels: torch.Tensor  # uint8 (N, 3, load_size, load_size), every image
+    tokens: torch.Tensor  # (N, context) caption tokens
+    train_idx: List[int]  # the images not held out
+
+
+def _load_training_data(data_dir: Path, paths: Sequence[str], captions: Sequence[str], clip: _Clip,
+                        held_out: _HeldOut, load_size: Optional[int], num_workers: int) -> _TrainingData:
+    """Decode every image once (at ``load_size``, default 1.25 x the model's size) and tokenize the
+    captions; sets ``held_out.images``."""
+    held = set(held_out.idx)
+    train_idx = [i for i in range(len(paths)) if i not in held]
     if len(train_idx) < 2:
         raise ValueError(f"{data_dir}: fewer than 2 training images after the held-out split")
-
-    load_size = int(load_size or round(size * 1.25))
+    load_size = int(load_size or round(clip.image_size * 1.25))
     t0 = time.time()
     pixels = preload_images(paths, load_size, num_workers)
-    tokens = tokenizer(captions)
-    logger.info(f"loaded {len(ids)} images at {load_size} px in {time.time() - t0:.1f} s "
-                f"({len(train_idx)} train, {len(eval_idx)} held out)")
-    eval_pixels = pixels[eval_idx] if eval_idx else None
+    tokens = clip.tokenizer(captions)
+    logger.info(f"loaded {len(paths)} images at {load_size} px in {time.time() - t0:.1f} s "
+                f"({len(train_idx)} train, {len(held_out.idx)} held out)")
+    held_out.images = pixels[held_out.idx] if held_out.idx else None
+    return _TrainingData(pixels, tokens, train_idx)
 
-    bs = min(batch_size, len(train_idx))
-    steps_per_epoch = max(1, len(train_idx) // bs)  # drop the last partial batch
-    total_steps = steps_per_epoch * epochs
-    if max_steps is not None:
-        total_steps = min(total_steps, int(max_steps))
-    max_seconds = None if not max_minutes else float(max_minutes) * 60.0
-    warmup = min(warmup_steps, max(1, total_steps // 10))
 
+@dataclass
+class TrainBudget:
+    """How long to train: whole epochs of ``batch_size`` (the last partial batch dropped), capped by
+    ``total_steps`` and ``max_seconds``; linear warm-up then cosine decay over the budget used."""
+
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    warmup: int
+    max_seconds: Optional[float] = None
+
+    @classmethod
+    def make(cls, n_train: int, batch_size: int, epochs: int, max_steps: Optional[int] = None,
+             max_minutes: Optional[float] = None, warmup_steps: int = 50) -> "TrainBudget":
+        bs = min(batch_size, n_train)
+        steps_per_epoch = max(1, n_train // bs)
+        total_steps = steps_per_epoch * epochs
+        if max_steps is not None:
+            total_steps = min(total_steps, int(max_steps))
+        max_seconds = None if not max_minutes else float(max_minutes) * 60.0
+        warmup = min(warmup_steps, max(1, total_steps // 10))
+        return cls(bs, steps_per_epoch, epochs, total_steps, warmup, max_seconds)
+
+    def spent(self, step: int, elapsed: float) -> bool:
+        return step >= self.total_steps or (self.max_seconds is not None and elapsed >= self.max_seconds)
+
+    def lr(self, base_lr: float, step: int, elapsed: float) -> float:
+        """Warm-up over ``warmup`` steps, then cosine on the fraction used (steps or time, the larger)."""
+        if step < self.warmup:
+            return base_lr * (step + 1) / self.warmup
+        progress = step / self.total_steps
+        if self.max_seconds is not None:
+            progress = max(progress, elapsed / self.max_seconds)
+        return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class _Run:
+    """Where the training loop stands."""
+
+    step: int = 0
+    epoch: int = 0
+    last_loss: float = float("nan")
+    last_acc: float = float("nan")
+    zs_acc: Optional[float] = None
+    seconds: float = 0.0
+
+
+def _fit(clip: _Clip, data: _TrainingData, held_out: _HeldOut, budget: TrainBudget, gen: torch.Generator, *,
+         lr: float, weight_decay: float, min_crop_scale: float, hflip_prob: float, eval_templates: Sequence[str],
+         eval_interval: int, log_interval: int) -> _Run:
+    """The contrastive training loop (AdamW, open_clip's ClipLoss); the model ends in eval mode."""
+    import open_clip
+
+    model = clip.model
     optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     loss_fn = open_clip.ClipLoss()
     model.train()
-    step, epoch, t_loop = 0, 0, time.time()
-    last_loss, last_acc, zs_acc = float("nan"), float("nan"), None
-    train_idx_t = torch.tensor(train_idx)
-    pbar = tqdm(total=total_steps, desc="train_clip", mininterval=5)
+    run, t_loop = _Run(), time.time()
+    train_idx = torch.tensor(data.train_idx)
+    bs = budget.batch_size
+    pbar = tqdm(total=budget.total_steps, desc="train_clip", mininterval=5)
     stop = False
-    while not stop and epoch < epochs:
-        perm = train_idx_t[torch.randperm(len(train_idx_t), generator=gen)]
-        for b in range(steps_per_epoch):
+    while not stop and run.epoch < budget.epochs:
+        perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        for b in range(budget.steps_per_epoch):
             elapsed = time.time() - t_loop
-            if step >= total_steps or (max_seconds is not None and elapsed >= max_seconds):
+            if budget.spent(run.step, elapsed):
                 stop = True
                 break
-            progress = step / total_steps
-            if max_seconds is not None:
-                progress = max(progress, elapsed / max_seconds)
-            cur_lr = lr * (step + 1) / warmup if step < warmup else lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+            cur_lr = budget.lr(lr, run.step, elapsed)
             for g in optimizer.param_groups:
                 g["lr"] = cur_lr
             idx = perm[b * bs : (b + 1) * bs]
-            x = augment_batch(pixels[idx], size, gen, min_crop_scale, hflip_prob)
-            x = _normalize(x, pp["mean"], pp["std"])
-            img = model.encode_image(x, normalize=True)
-            txt = model.encode_text(tokens[idx], normalize=True)
-            scale = model.logit_scale.exp()
-            loss = loss_fn(img, txt, scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-                last_loss = float(loss)
-                last_acc = float(((img @ txt.T).argmax(-1) == torch.arange(len(idx))).float().mean())
-            step += 1
+            x = augment_batch(data.pixels[idx], clip.image_size, gen, min_crop_scale, hflip_prob)
+            scale = _contrastive_step(clip, optimizer, loss_fn, _normalize(x, clip.mean, clip.std),
+                                      data.tokens[idx], run)
             pbar.update(1)
-            pbar.set_postfix(loss=f"{last_loss:.3f}", acc=f"{last_acc:.2f}", refresh=False)
-            if step % log_interval == 0 or step == 1:
-                logger.info(f"step {step} epoch {epoch + 1} loss {last_loss:.4f} batch_acc {last_acc:.3f} "
-                            f"lr {cur_lr:.2e} logit_scale {float(scale.detach()):.1f} "
-                            f"{(time.time() - t_loop) / step:.2f} s/step")
-        epoch += 1
-        if eval_pixels is not None and not stop and eval_interval > 0 and epoch % eval_interval == 0:
-            zs_acc = zero_shot_accuracy(model, tokenizer, eval_pixels, eval_y, classnames, eval_templates)
-            logger.info(f"epoch {epoch} step {step}: zero-shot accuracy {zs_acc:.3f}")
+            pbar.set_postfix(loss=f"{run.last_loss:.3f}", acc=f"{run.last_acc:.2f}", refresh=False)
+            if run.step % log_interval == 0 or run.step == 1:
+                logger.info(f"step {run.step} epoch {run.epoch + 1} loss {run.last_loss:.4f} "
+                            f"batch_acc {run.last_acc:.3f} lr {cur_lr:.2e} logit_scale {scale:.1f} "
+                            f"{(time.time() - t_loop) / run.step:.2f} s/step")
+        run.epoch += 1
+        if held_out.images is not None and not stop and eval_interval > 0 and run.epoch % eval_interval == 0:
+            run.zs_acc = zero_shot_accuracy(model, clip.tokenizer, held_out.images, held_out.labels,
+                                            held_out.classnames, eval_templates)
+            logger.info(f"epoch {run.epoch} step {run.step}: zero-shot accuracy {run.zs_acc:.3f}")
     pbar.close()
     model.eval()
-    train_seconds = time.time() - t_loop
-    if eval_pixels is not None:
-        zs_acc = zero_shot_accuracy(model, tokenizer, eval_pixels, eval_y, classnames, eval_templates)
-        logger.info(f"final zero-shot accuracy on {len(eval_idx)} held-out images "
-                    f"({len(classnames)} classes, templates {list(eval_templates)}): {zs_acc:.3f}")
+    run.seconds = time.time() - t_loop
+    return run
 
-    save_open_clip_dir(model, model_cfg, output_dir)
-    info = {
-        "steps": step,
-        "epochs": epoch,
-        "train_seconds": round(train_seconds, 1),
-        "total_seconds": round(time.time() - t_start, 1),
-        "final_loss": last_loss,
-        "final_batch_acc": last_acc,
-        "zero_shot_accuracy": zs_acc,
-        "classnames": classnames,
-        "n_train": len(train_idx),
-        "n_eval": len(eval_idx),
-        "n_empty_captions": n_empty,
-        "n_params": n_params,
-        "options": options,
-    }
-    write_text_atomic(Path(output_dir) / "train_info.json", json.dumps(info, indent=2) + "\n")
-    logger.info(f"saved {Path(output_dir) / WEIGHTS_NAME} after {step} steps / {epoch} epochs "
-                f"({train_seconds:.0f} s)" + (f"; {n_empty} empty caption(s) skipped" if n_empty else ""))
-    return model
+
+def _contrastive_step(clip: _Clip, optimizer, loss_fn, images: torch.Tensor, tokens: torch.Tensor,
+                      run: _Run) -> float:
+    """One update on a batch of normalised images and their caption tokens; updates ``run``'s
+    step, loss and in-batch retrieval accuracy; returns the logit scale used."""
+    model = clip.model
+    img = model.encode_image(images, normalize=True)
+    txt = model.encode_text(tokens, normalize=True)
+    scale = model.logit_scale.exp()
+    loss = loss_fn(img, txt, scale)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+        run.last_loss = float(loss)
+        run.last_acc = float(((img @ txt.T).argmax(-1) == torch.arange(len(tokens))).float().mean())
+    run.step += 1
+    return float(scale.detach())

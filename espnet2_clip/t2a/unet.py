@@ -6,6 +6,14 @@ step goes through a 2-layer MLP; the (L2-normalised) CLIP embedding goes through
 block (scale/shift after the second GroupNorm). Self-attention is used at the coarsest
 levels only (``attention_levels``). Inputs whose height/width are not multiples of
 ``2 ** (levels - 1)`` are padded and cropped back.
+
+The timestep embedding is diffusers' (``Timesteps`` with cos | sin halves and frequencies
+``max_period ** (-i / half)``, then ``TimestepEmbedding``: Linear-SiLU-Linear), bit for bit the
+sinusoid and MLP this module had before; checkpoints written before the switch name the MLP's
+layers ``time_mlp.0`` / ``time_mlp.2`` and still load (renamed to ``linear_1`` / ``linear_2``).
+The rest of the U-Net stays ours: diffusers' ``UNet2DConditionModel`` would change every
+parameter name and the conditioning (cross-attention instead of the added CLIP vector), and
+judging it needs the CLIPSonic mini recipe trained twice (``library_benchmark`` says so).
 """
 
 import math
@@ -13,16 +21,22 @@ from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timestep_embedding
 from typeguard import typechecked
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """(B,) steps -> (B, dim) sinusoidal embedding (cos | sin halves)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return F.pad(emb, (0, dim % 2))
+    """(B,) steps -> (B, dim) sinusoidal embedding (cos | sin halves; diffusers' function)."""
+    return get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0, max_period=max_period)
+
+
+def _load_sequential_mlp(module, state_dict, prefix, *args) -> None:
+    """Checkpoints from before the switch to diffusers' ``TimestepEmbedding`` hold its two layers
+    as ``Sequential`` indices 0 and 2: rename them in place."""
+    for old, new in (("0.", "linear_1."), ("2.", "linear_2.")):
+        for name in ("weight", "bias"):
+            if prefix + old + name in state_dict and prefix + new + name not in state_dict:
+                state_dict[prefix + new + name] = state_dict.pop(prefix + old + name)
 
 
 def _norm(channels: int, groups: int) -> torch.nn.GroupNorm:
@@ -104,9 +118,9 @@ class DiffusionUNet(torch.nn.Module):
         self.in_channels = in_channels
         self.levels = len(channels)
         self.emb_dim = emb_dim
-        self.time_mlp = torch.nn.Sequential(
-            torch.nn.Linear(emb_dim, emb_dim), torch.nn.SiLU(), torch.nn.Linear(emb_dim, emb_dim)
-        )
+        self.time_proj = Timesteps(emb_dim, flip_sin_to_cos=True, downscale_freq_shift=0)  # no parameters
+        self.time_mlp = TimestepEmbedding(emb_dim, emb_dim)
+        self.time_mlp.register_load_state_dict_pre_hook(_load_sequential_mlp)
         self.cond_mlp = torch.nn.Sequential(
             torch.nn.Linear(cond_dim, emb_dim), torch.nn.SiLU(), torch.nn.Linear(emb_dim, emb_dim)
         )
@@ -155,7 +169,7 @@ class DiffusionUNet(torch.nn.Module):
 
     def embedding(self, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(B,) steps + (B, D) condition -> (B, emb_dim) block embedding (sum of the two MLPs)."""
-        return self.time_mlp(timestep_embedding(t, self.emb_dim)) + self.cond_mlp(cond)
+        return self.time_mlp(self.time_proj(t)) + self.cond_mlp(cond)
 
     @staticmethod
     def _run(mods: torch.nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:

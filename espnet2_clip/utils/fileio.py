@@ -1,4 +1,17 @@
-"""Atomic file writes and Kaldi-style ``uttid value`` list files (scp, text, label)."""
+"""Atomic file writes and Kaldi-style ``uttid value`` list files (scp, text, label).
+
+Why not ``espnet2.fileio`` (``read_2columns_text``, ``DatadirWriter``): checked and measured with
+``python -m espnet2_clip.bin.library_benchmark --sections scp`` (pinned by test/espnet2_clip/utils/test_fileio.py).
+Reading a 200k-line list takes the same time with either (0.7-0.8 s on a shared 2-core machine,
+within the noise), but ESPnet's reader stops at a blank or whitespace-only line (a bare
+``ValueError`` from tuple unpacking, no file or line), returns an id without a value as ``""``
+instead of refusing it, and raises ``RuntimeError`` for a duplicated id. Wrapping it cannot keep
+:func:`read_scp`'s guarantees (skipped blank lines, ``file:line`` errors for a missing value,
+``allow_empty_value``) without reading the file a second time. ``DatadirWriter`` writes into the
+target directly (a killed writer leaves a truncated list where the old one was), keeps insertion
+order (we write ``LC_ALL=C``-sorted lists), only warns on a duplicated id, does not check ids for
+spaces, and is 3x slower (7.0 s vs 2.2 s for 200k lines: a type check per line). So both stay ours.
+"""
 
 import contextlib
 import os

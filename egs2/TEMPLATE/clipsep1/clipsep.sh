@@ -61,7 +61,7 @@ _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump
 train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
 train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name"
 . "${template_dir}/../scripts/parse_options.sh"
-. "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag
+. "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 
 encoder_of() { config_value "$1" query_encoder clip; }  # the frozen query encoder of a config
 # The recipe's CLIP (--clip_model / --clip_pretrained) for configs whose query encoder is CLIP (the
@@ -173,12 +173,8 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             extra+=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")" --query_encoder label
                     --query_encoder_conf "{vocab: ${dump_dir}/label_vocab}")
         fi
-        mkdir -p "${exp_dir}/${tag}"
-        ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${exp_dir}/${tag}/train.log" \
-            --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp_dir}/${tag}/.dist_init_" \
-            --multiprocessing_distributed true -- \
-            ${python} -m espnet2_clip.bin.clipsep_train --config "${config}" --output_dir "${exp_dir}/${tag}" \
-            "${data_opts[@]}" "${extra[@]}" ${train_args}
+        launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsep_train \
+            --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args}
     done
 fi
 

@@ -7,6 +7,5 @@ template=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 mkdir -p "${dir}/local" "${dir}/conf"
 rel=$(python3 -c "import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))" "${template}" "${dir}")
 for f in clipsep.sh path.sh; do ln -sfn "${rel}/${f}" "${dir}/${f}"; done
-ln -sfn "${rel}/../scripts" "${dir}/scripts"
-cp -n "${template}/conf/"*.yaml "${dir}/conf/" 2>/dev/null || true
-echo "created ${dir}: add run.sh, local/data.sh and conf/"
+ln -sfn "$(dirname "${rel}")/scripts" "${dir}/scripts"  # as in egs2/*/clipsep1: ../../TEMPLATE/scripts
+echo "created ${dir}: add run.sh, local/data.sh and conf/train_*.yaml (e.g. from egs2/music/clipsep1/conf)"

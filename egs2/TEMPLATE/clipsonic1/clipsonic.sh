@@ -77,7 +77,7 @@ local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size
 prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
 gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title"
 . "${template_dir}/../scripts/parse_options.sh"
-. "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag
+. "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 models() {  # "TRAIN_QUERY CONFIG" lines
     [ -z "${image_config}" ] || echo "image ${image_config}"
     [ -z "${text_config}" ] || echo "text ${text_config}"
@@ -133,11 +133,7 @@ fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ -n "${vocoder_config}" ]; then
     log "Stage 4: HiFi-GAN vocoder (${vocoder_config}) -> ${voc_dir}"
-    mkdir -p "${voc_dir}"
-    ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${voc_dir}/train.log" \
-        --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${voc_dir}/.dist_init_" \
-        --multiprocessing_distributed true -- \
-        ${python} -m espnet2_clip.bin.vocoder_train --config "${vocoder_config}" --output_dir "${voc_dir}" \
+    launch_training "${voc_dir}/train.log" "${voc_dir}" espnet2_clip.bin.vocoder_train --config "${vocoder_config}" \
         --train_data_path_and_name_and_type "${dump_dir}/train/wav.scp,speech,sound" \
         --train_shape_file "${dump_dir}/train/wav.scp" \
         --valid_data_path_and_name_and_type "${dump_dir}/valid/wav.scp,speech,sound" \
@@ -175,12 +171,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         if [ "${train_query}" = image ] && [ -f "${prior_dir}/prior.pth" ]; then
             extra+=(--prior_config "${prior_dir}/config.yaml" --prior_file "${prior_dir}/prior.pth")
         fi
-        mkdir -p "${exp_dir}/${tag}"
-        ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${exp_dir}/${tag}/train.log" \
-            --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp_dir}/${tag}/.dist_init_" \
-            --multiprocessing_distributed true -- \
-            ${python} -m espnet2_clip.bin.clipsonic_train --config "${config}" --output_dir "${exp_dir}/${tag}" \
-            "${data_opts[@]}" "${extra[@]}" ${train_args} < /dev/null
+        launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsonic_train \
+            --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args} < /dev/null
     done < <(models)
 fi
 

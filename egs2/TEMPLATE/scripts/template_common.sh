@@ -14,3 +14,16 @@ config_value() {  # config_value CONFIG KEY DEFAULT
     ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
 }
 model_tag() { basename "$1" .yaml | sed 's/^train_//'; }  # exp/<tag> of a conf/train_<tag>.yaml
+
+# launch_training LOG OUTPUT_DIR MODULE [ARGS...]: `python -m MODULE --output_dir OUTPUT_DIR ARGS...`
+# through ESPnet's launcher, which runs it with ${train_cmd} on ${ngpu} GPUs x ${num_nodes} nodes
+# (torch.distributed; its rendezvous files go to OUTPUT_DIR/.dist_init_*) and logs to LOG.
+launch_training() {
+    local log=$1 output_dir=$2 module=$3
+    shift 3
+    mkdir -p "${output_dir}"
+    ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${log}" \
+        --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${output_dir}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m "${module}" --output_dir "${output_dir}" "$@"
+}

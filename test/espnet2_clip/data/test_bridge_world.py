@@ -197,3 +197,23 @@ def test_bad_config():
         WorldConfig(num_classes=99).validate()
     with pytest.raises(ValueError):
         WorldConfig(offscreen_noise_prob=1.5).validate()
+
+
+def test_a_finished_job_reports_what_generating_it_reported(tmp_path):
+    """A rerun skips written files; the records it returns (noise kind, caption, query frames) must be
+    those of the first run, since the data lists are rebuilt from them."""
+    import dataclasses
+
+    from espnet2_clip.data.bridge_world import VideoFile, plan_jobs, run_job
+
+    cfg = WorldConfig(seed=4, offscreen_noise_prob=1.0, **SMALL)
+    jobs = [j for j in plan_jobs(cfg, tmp_path, mixture_plan(cfg)) if j.cls == 1]
+    assert {j.kind for j in jobs} == {"video", "clip", "target", "interf"}
+    first = [run_job(j) for j in jobs]
+    again = [run_job(j) for j in jobs]
+    assert first == again
+    video = next(r for r in first if isinstance(r, VideoFile))
+    assert video.noise_kind == video_item(cfg, "train", 1, 0)[2] != "none"
+    assert video.uttid == "train_triangle_0000"
+    with pytest.raises(ValueError, match="unknown job kind"):
+        run_job(dataclasses.replace(jobs[0], kind="nope"))

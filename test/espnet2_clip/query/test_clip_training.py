@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -124,3 +125,17 @@ def test_train_clip_errors(tmp_path):
     assert info["steps"] > 0 and info["zero_shot_accuracy"] is None and info["n_eval"] == 0
     with pytest.raises(ValueError, match="unknown model config"):
         train_clip(data, tmp_path / "o", model_config="no-such-model", epochs=1)
+
+
+def test_train_budget_schedule():
+    from espnet2_clip.query.clip_training import TrainBudget
+
+    b = TrainBudget.make(n_train=10, batch_size=4, epochs=5, warmup_steps=50)
+    assert (b.batch_size, b.steps_per_epoch, b.total_steps, b.warmup) == (4, 2, 10, 1)  # warm-up <= a tenth
+    assert TrainBudget.make(n_train=3, batch_size=8, epochs=2).batch_size == 3
+    assert TrainBudget.make(n_train=100, batch_size=10, epochs=50, max_steps=7).total_steps == 7
+    b = TrainBudget.make(n_train=100, batch_size=10, epochs=100, warmup_steps=20, max_minutes=1.0)
+    assert b.lr(1.0, 0, 0.0) == pytest.approx(1 / 20) and b.lr(1.0, 19, 0.0) == pytest.approx(1.0)
+    assert b.lr(1.0, 500, 0.0) == pytest.approx(0.5)  # cosine half-way by steps
+    assert b.lr(1.0, 500, 45.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))  # time is further on
+    assert not b.spent(999, 59.0) and b.spent(1000, 0.0) and b.spent(1, 60.0)

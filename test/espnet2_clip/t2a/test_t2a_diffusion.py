@@ -157,3 +157,39 @@ def test_ddim_with_the_exact_velocity_recovers_the_data():
         out = ddim_sample(exact_v, (2, 1, 3, 4), conf, steps, torch.Generator().manual_seed(0),
                           prediction_type="v_prediction")
         torch.testing.assert_close(out, c.expand(2, 1, 3, 4), atol=1e-3, rtol=1e-3)
+
+
+def test_timestep_embedding_is_the_cos_sin_sinusoid():
+    import math
+
+    from espnet2_clip.t2a.unet import timestep_embedding
+
+    t = torch.tensor([0, 1, 17, 999])
+    half = 16
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    torch.testing.assert_close(timestep_embedding(t, 32), torch.cat([torch.cos(args), torch.sin(args)], -1),
+                               rtol=0, atol=0)
+    odd = timestep_embedding(t, 33)
+    assert odd.shape == (4, 33) and bool((odd[:, -1] == 0).all())
+
+
+def test_unet_loads_checkpoints_from_before_diffusers_timestep_embedding():
+    """The timestep MLP became diffusers' TimestepEmbedding (linear_1 / linear_2); state dicts that
+    name it as a Sequential (time_mlp.0 / time_mlp.2) load into the same function."""
+    torch.manual_seed(0)
+    net = DiffusionUNet(cond_dim=8, channels=(8, 16), attention_levels=(1,), emb_dim=16, num_heads=2).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    old = {k.replace("time_mlp.linear_1.", "time_mlp.0.").replace("time_mlp.linear_2.", "time_mlp.2."): v
+           for k, v in net.state_dict().items()}
+    assert "time_mlp.0.weight" in old and "time_mlp.linear_1.weight" not in old
+    fresh = DiffusionUNet(cond_dim=8, channels=(8, 16), attention_levels=(1,), emb_dim=16, num_heads=2).eval()
+    fresh.load_state_dict(old)  # strict
+    x, t, c = torch.randn(2, 1, 16, 8), torch.tensor([3, 900]), torch.randn(2, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, t, c), net(x, t, c), rtol=0, atol=0)
+    # nested, as ESPnet's model holds it
+    wrapper = torch.nn.ModuleDict({"unet": fresh})
+    wrapper.load_state_dict({f"unet.{k}": v for k, v in old.items()})
