@@ -6,14 +6,17 @@ import torch
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
+from espnet2_clip.sep.abs_backbone import AbsSeparatorBackbone
 from espnet2_clip.sep.frontend import LogFreqSTFT, log_magnitude
 from espnet2_clip.sep.heads import AbsMaskHead
 from espnet2_clip.sep.loss import binary_mask_targets, mask_loss_weight
-from espnet2_clip.sep.unet import AudioUNet
+
+# State-dict prefix of the backbone before it was swappable (checkpoints and packed models in the wild).
+LEGACY_BACKBONE_PREFIX = "unet."
 
 
 class ESPnetCLIPSepModel(AbsESPnetModel):
-    """U-Net mask estimation on the warped spectrogram, with a variant-specific head.
+    """Backbone (U-Net by default) mask estimation on the warped spectrogram, with a variant-specific head.
 
     Training: each batch item is one source clip (B, N) with its query; the model pairs the
     clips at random into B // 2 two-source mixtures (gains U(gain_low, gain_high), clipped to
@@ -24,7 +27,7 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
     def __init__(
         self,
         frontend: LogFreqSTFT,
-        unet: AudioUNet,
+        backbone: AbsSeparatorBackbone,
         head: AbsMaskHead,
         gain_low: float = 0.5,
         gain_high: float = 1.5,
@@ -33,7 +36,7 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
 
         Args:
             frontend: STFT + log-frequency warp.
-            unet: The shared U-Net (its out_channels is k).
+            backbone: The separator backbone giving the k feature maps (its out_channels is k).
             head: Variant head (query / NIT / PIT).
             gain_low: Lower bound of the random source gain.
             gain_high: Upper bound of the random source gain.
@@ -42,10 +45,16 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
         if not 0 < gain_low <= gain_high:
             raise ValueError(f"need 0 < gain_low <= gain_high, got {gain_low}, {gain_high}")
         self.frontend = frontend
-        self.unet = unet
+        self.backbone = backbone
         self.head = head
         self.gain_low = gain_low
         self.gain_high = gain_high
+        self.register_load_state_dict_pre_hook(_rename_legacy_backbone_keys)
+
+    @property
+    def unet(self) -> AbsSeparatorBackbone:
+        """Deprecated alias of ``backbone`` (the attribute's name when the U-Net was the only one)."""
+        return self.backbone
 
     # ------------------------------------------------------------------ training
     def forward(
@@ -100,11 +109,11 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
         return torch.clamp(wave * gain, -1.0, 1.0) / 2
 
     def features(self, mix_warped_mag: torch.Tensor) -> torch.Tensor:
-        """(M, F_warp, T) warped mixture magnitudes -> (M, k, F_warp, T) U-Net features."""
-        return self.unet(log_magnitude(mix_warped_mag))
+        """(M, F_warp, T) warped mixture magnitudes -> (M, k, F_warp, T) backbone features."""
+        return self.backbone(log_magnitude(mix_warped_mag))
 
     def collect_feats(self, speech_ref1: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
-        """No feature statistics are needed (the U-Net normalises its input)."""
+        """No feature statistics are needed (the backbones normalise their input)."""
         return {"feats": speech_ref1, "feats_lengths": torch.full((speech_ref1.shape[0],), speech_ref1.shape[1])}
 
     # ----------------------------------------------------------------- inference
@@ -115,7 +124,7 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
         """Soft-mask separation with the mixture phase.
 
         Args:
-            mixture: (M, N) mixtures (N such that the frame count suits the U-Net).
+            mixture: (M, N) mixtures.
             query: (M, ...) queries, or None for non-queried heads.
 
         Returns:
@@ -129,3 +138,10 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
         est = spec.unsqueeze(1) * linear_masks
         waves = self.frontend.istft(est.flatten(0, 1), length=mixture.shape[-1])
         return waves.reshape(num_mix, num_out, -1), masks
+
+
+def _rename_legacy_backbone_keys(module, state_dict, prefix, *args) -> None:
+    """Load hook: ``unet.*`` keys of checkpoints made before backbones were swappable -> ``backbone.*``."""
+    old = prefix + LEGACY_BACKBONE_PREFIX
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "backbone." + key[len(old):]] = state_dict.pop(key)

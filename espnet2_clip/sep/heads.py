@@ -1,7 +1,7 @@
-"""Mask heads on top of the shared U-Net: the variants differ only here (heads and losses).
+"""Mask heads on the shared backbone's k maps: the variants differ only here (heads and losses).
 
 * :class:`QueryMaskHead` - CLIPSep, CLIPSep-Text, BERTSep, LabelSep: a query vector
-  ``q = sigmoid(Linear(e))`` weights the k U-Net maps (``InnerProductFusion``).
+  ``q = sigmoid(Linear(e))`` weights the k backbone maps (``InnerProductFusion``).
 * :class:`NoiseInvariantHead` - CLIPSep-NIT: two extra noise heads during training.
 * :class:`PITHead` - the non-queried PIT baseline: two masks, permutation-invariant loss.
 """
@@ -33,7 +33,7 @@ class InnerProductFusion(nn.Module):
 
 
 class AbsMaskHead(nn.Module, ABC):
-    """Turns U-Net features (and queries) into masks and a training loss."""
+    """Turns backbone features (and queries) into masks and a training loss."""
 
     #: Number of masks returned by :meth:`masks` (1 for queried heads).
     num_outputs: int = 1
@@ -56,7 +56,7 @@ class AbsMaskHead(nn.Module, ABC):
         """Training loss.
 
         Args:
-            features: (M, k, F, T) U-Net features of M mixtures.
+            features: (M, k, F, T) backbone features of M mixtures.
             queries: Two query batches (one per source), or None for non-queried heads.
             targets: (M, 2, F, T) binary masks of the two sources.
             weight: (M, F, T) loss weights.

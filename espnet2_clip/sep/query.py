@@ -36,7 +36,7 @@ class EmbeddingQuery(AbsQuery):
         """Initialize EmbeddingQuery.
 
         Args:
-            num_channels: k, the number of U-Net output maps.
+            num_channels: k, the number of backbone output maps.
             input_dim: Size of the query embedding (512 for CLIP ViT-B/32).
         """
         super().__init__()
@@ -67,7 +67,7 @@ class LabelQuery(AbsQuery):
         """Initialize LabelQuery.
 
         Args:
-            num_channels: k, the number of U-Net output maps.
+            num_channels: k, the number of backbone output maps.
             num_labels: Size of the label vocabulary.
             embed_dim: Size of a label's learned embedding.
         """

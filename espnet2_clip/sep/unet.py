@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from typeguard import typechecked
 
+from espnet2_clip.sep.abs_backbone import AbsSeparatorBackbone
+
 
 class _UNetLevel(nn.Module):
     """One encoder/decoder level wrapping the inner levels."""
@@ -43,8 +45,11 @@ class _UNetLevel(nn.Module):
         return y if self.outermost else torch.cat([x, y], dim=1)
 
 
-class AudioUNet(nn.Module):
-    """U-Net mapping a (B, 1, F, T) log-magnitude to (B, out_channels, F, T) features."""
+class AudioUNet(AbsSeparatorBackbone):
+    """U-Net mapping a (B, 1, F, T) log-magnitude to (B, out_channels, F, T) features.
+
+    The paper's backbone (``--backbone unet``, the default).
+    """
 
     @typechecked
     def __init__(self, in_channels: int = 1, out_channels: int = 32, num_downs: int = 7,

@@ -4,12 +4,14 @@ Data (``--train_data_path_and_name_and_type``):
   * ``speech_ref1`` (``sound``): a single-source clip (any length; cropped around a frame).
   * ``query``: ``npy`` per-frame embeddings (n_frames, D) or a per-clip embedding (D,), or
     ``text_int`` label ids for LabelSep. Not needed by the PIT baseline.
-Model: ``frontend_conf``, ``unet_conf``, ``head`` (query / nit / pit), ``query`` (embedding /
-label), ``model_conf``. ``query_encoder`` + ``query_encoder_conf`` record which frozen encoder
+Model: ``frontend_conf``, ``backbone`` (unet / espnet_separator) + ``backbone_conf`` (the k feature
+maps; ``unet_conf`` still configures the U-Net, see ``espnet2_clip.sep.backbone_config``), ``head``
+(query / nit / pit), ``query`` (embedding / label), ``model_conf``. ``query_encoder`` + ``query_encoder_conf`` record which frozen encoder
 made the query embeddings, so inference can embed text/image queries the same way.
 """
 
 import argparse
+import inspect
 import logging
 from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
@@ -25,16 +27,25 @@ from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
 from torch.utils.data import DataLoader
-from typeguard import typechecked
+from typeguard import TypeCheckError, typechecked
 
 from espnet2_clip.query.choices import query_encoder_choices
+from espnet2_clip.sep.abs_backbone import AbsSeparatorBackbone
+from espnet2_clip.sep.backbone_config import DEFAULT_BACKBONE, backbone_name_and_conf
 from espnet2_clip.sep.espnet_model import ESPnetCLIPSepModel
+from espnet2_clip.sep.espnet_separator_backbone import ESPnetSeparatorBackbone
 from espnet2_clip.sep.frontend import LogFreqSTFT
 from espnet2_clip.sep.heads import AbsMaskHead, NoiseInvariantHead, PITHead, QueryMaskHead
 from espnet2_clip.sep.preprocessor import CLIPSepPreprocessor
 from espnet2_clip.sep.query import AbsQuery, EmbeddingQuery, LabelQuery
 from espnet2_clip.sep.unet import AudioUNet
 
+backbone_choices = ClassChoices(
+    name="backbone",
+    classes=dict(unet=AudioUNet, espnet_separator=ESPnetSeparatorBackbone),
+    type_check=AbsSeparatorBackbone,
+    default=DEFAULT_BACKBONE,
+)
 head_choices = ClassChoices(
     name="head",
     classes=dict(query=QueryMaskHead, nit=NoiseInvariantHead, pit=PITHead),
@@ -157,7 +168,7 @@ class CLIPSepTask(AbsTask):
     num_optimizers: int = 1
     # query_encoder: the frozen encoder that made the query embeddings (not part of the model;
     # recorded so that inference embeds text / image queries the same way)
-    class_choices_list = [head_choices, query_choices, query_encoder_choices]
+    class_choices_list = [backbone_choices, head_choices, query_choices, query_encoder_choices]
     trainer = Trainer
 
     @classmethod
@@ -167,15 +178,17 @@ class CLIPSepTask(AbsTask):
             "--unet_init", type=lambda x: str_or_none(x.lower()), default=None,
             choices=["pytorch", "chainer", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
                      None],
-            help="Re-initialise the U-Net: 'pytorch' (each layer's default) or an ESPnet method. Default: "
-            "the official small initialisation (conv N(0, 1e-3)), which learns slowly at first (fine for "
-            "200k steps, slow for a short CPU run). The query projection always keeps its small "
-            "N(0, 1e-4) init: a larger one saturates the sigmoid query and stalls learning.",
+            help="Re-initialise the backbone (the name is kept for old configs): 'pytorch' (each layer's "
+            "default) or an ESPnet method. Default: the backbone's own initialisation; the U-Net's is the "
+            "official small one (conv N(0, 1e-3)), which learns slowly at first (fine for 200k steps, slow "
+            "for a short CPU run). The query projection always keeps its small N(0, 1e-4) init: a larger "
+            "one saturates the sigmoid query and stalls learning.",
         )
         group.add_argument("--frontend_conf", action=NestedDictAction,
                            default=get_default_kwargs(LogFreqSTFT), help="STFT / warp options.")
         group.add_argument("--unet_conf", action=NestedDictAction,
-                           default=get_default_kwargs(AudioUNet), help="U-Net options.")
+                           default=get_default_kwargs(AudioUNet),
+                           help="U-Net options (with --backbone unet; keys of --backbone_conf override them).")
         group.add_argument("--model_conf", action=NestedDictAction,
                            default=get_default_kwargs(ESPnetCLIPSepModel), help="Model options.")
         group.add_argument(
@@ -266,20 +279,53 @@ class CLIPSepTask(AbsTask):
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetCLIPSepModel:
-        unet = AudioUNet(**args.unet_conf)
+        frontend = LogFreqSTFT(**args.frontend_conf)
+        backbone = build_backbone(args, frontend.num_warped_bins)
+        k = backbone.out_channels
         head_class = head_choices.get_class(args.head)
         if head_class is PITHead:
-            head = PITHead(num_channels=unet.out_channels, **args.head_conf)
+            head = PITHead(num_channels=k, **args.head_conf)
         else:
             if args.query is None:
                 raise ValueError(f"--head {args.head} needs a query source (--query embedding|label)")
-            query = query_choices.get_class(args.query)(num_channels=unet.out_channels, **args.query_conf)
+            query = query_choices.get_class(args.query)(num_channels=k, **args.query_conf)
             head = head_class(query=query, **args.head_conf)
-        model = ESPnetCLIPSepModel(LogFreqSTFT(**args.frontend_conf), unet, head, **args.model_conf)
-        if args.unet_init == "pytorch":
-            for module in unet.modules():
+        model = ESPnetCLIPSepModel(frontend, backbone, head, **args.model_conf)
+        init = getattr(args, "unet_init", None)
+        if init == "pytorch":
+            for module in backbone.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
-        elif args.unet_init is not None:
-            initialize(unet, args.unet_init)
+        elif init is not None:
+            initialize(backbone, init)
         return model
+
+
+def build_backbone(args: argparse.Namespace, input_dim: int) -> AbsSeparatorBackbone:
+    """Build the backbone of ``--backbone`` / ``--backbone_conf`` (``--unet_conf`` for the U-Net;
+    precedence in ``espnet2_clip.sep.backbone_config``).
+
+    Args:
+        args: Parsed arguments or a loaded config.yaml.
+        input_dim: Number F of warped frequency bins, given to backbones that take ``input_dim``.
+    """
+    name, conf = backbone_name_and_conf(args)
+    if name not in backbone_choices.classes:
+        raise ValueError(f"--backbone: unknown backbone '{name}'; choose one of {backbone_choices.choices()}")
+    cls = backbone_choices.get_class(name)
+    unet_conf = getattr(args, "unet_conf", None) or {}
+    if name != "unet" and unet_conf and unet_conf != get_default_kwargs(AudioUNet):
+        logging.warning(f"--unet_conf {unet_conf} is ignored: --backbone is {name} (its options: --backbone_conf)")
+    if "input_dim" in inspect.signature(cls.__init__).parameters:
+        if conf.get("input_dim", input_dim) != input_dim:
+            raise ValueError(f"backbone_conf.input_dim={conf['input_dim']} differs from the front end's "
+                             f"frontend_conf.num_warped_bins={input_dim}; leave it out")
+        conf["input_dim"] = input_dim
+    try:
+        backbone = cls(**conf)
+    except (TypeError, TypeCheckError) as exc:  # an unknown or mistyped option
+        option = "unet_conf / backbone_conf" if name == "unet" else "backbone_conf"
+        raise ValueError(f"{option}: cannot build backbone '{name}' with {conf}: {exc}") from exc
+    if not isinstance(getattr(backbone, "out_channels", None), int):
+        raise TypeError(f"backbone '{name}' ({cls.__name__}) must set out_channels (k) to an int")
+    return backbone

@@ -29,7 +29,7 @@ def test_forward_backward(head_kind, batch):
     assert torch.isfinite(loss) and loss.item() > 0
     assert weight.item() == (batch + 1) // 2
     loss.backward()
-    assert model.unet.levels.model[0].weight.grad.abs().sum() > 0
+    assert model.backbone.levels.model[0].weight.grad.abs().sum() > 0
 
 
 def test_validation_loss_is_deterministic():
