@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from espnet2_clip.metrics.stats import fmt_value, format_results_table, mean_pm, mixture_row
+from espnet2_clip.sep.backbone_config import describe_backbone
 from espnet2_clip.utils.fileio import read_scp, write_text_atomic
 
 DISPLAY_NAMES = {
@@ -36,6 +37,7 @@ DISPLAY_NAMES = {
     "bertsep": "BERTSep",
     "labelsep": "LabelSep",
     "pit": "PIT",
+    "clipsep_dprnn": "CLIPSep (ESPnet DPRNN backbone)",
 }
 QUERY_NAMES = {
     "text": "text-queried", "image": "image-queried", "label": "label-queried",
@@ -86,14 +88,29 @@ def collect_rows(exp_dir: Path, tags: Sequence[str], test_set: str) -> List[Tupl
     return rows
 
 
+def parameter_counts(config: dict) -> str:
+    """``"1.84 M (backbone 1.83 M)"``: trainable parameters of the model a config.yaml builds
+    ("–" if it cannot be built, e.g. a partial config)."""
+    try:
+        from espnet2_clip.tasks.clipsep import CLIPSepTask
+
+        model = CLIPSepTask.build_model(argparse.Namespace(**config))
+    except Exception:  # a table cell; never lose the table over it
+        return "–"
+
+    def count(module) -> float:
+        return sum(p.numel() for p in module.parameters() if p.requires_grad) / 1e6
+
+    return f"{count(model):.2f} M (backbone {count(model.backbone):.2f} M)"
+
+
 def config_summary(exp_dir: Path, tag: str) -> str:
     config = yaml.safe_load((exp_dir / tag / "config.yaml").read_text())
-    unet = config.get("unet_conf", {})
     steps = config.get("num_iters_per_epoch")
     steps = f"{steps} x {config.get('max_epoch')} epochs" if steps else f"{config.get('max_epoch')} epochs"
     return (
         f"| {display_name(tag)} | {config.get('head')} | {config.get('train_query')} | "
-        f"{unet.get('num_downs')} levels, {unet.get('base_channels')} ch, k={unet.get('out_channels')} | "
+        f"{describe_backbone(config)} | {parameter_counts(config)} | "
         f"{config.get('batch_size')} | {steps} | {config.get('optim_conf', {}).get('lr')} |"
     )
 
@@ -266,8 +283,8 @@ def make_results(exp_dir: Path, tags: Sequence[str], dump_dir: Path, test_sets: 
         text.append(f"\n## {set_title}: SDR, SDRi, SIR, SAR\n\nTest mixtures: `{dump_dir / name}` "
                     f"({rows[name][0][1].get('count')} scored). SDRi = SDR(estimate) - SDR(mixture).\n\n")
         text.append(format_results_table(list(results[name].items())))
-    text.append("\n## Models\n\n| model | head | training queries | U-Net | batch (clips) | steps | lr | train time |\n"
-                "|---|---|---|---|---:|---|---:|---:|\n")
+    text.append("\n## Models\n\n| model | head | training queries | backbone | parameters | batch (clips) | steps | lr "
+                "| train time |\n|---|---|---|---|---:|---:|---|---:|---:|\n")
     scored_tags = [tag for tag in tags if any(tag == t for found in rows.values() for _, _, t in found)]
     for tag in scored_tags:
         seconds = training_seconds(exp_dir / tag / "train.log")

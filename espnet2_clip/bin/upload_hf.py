@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence
 
 import yaml
 
+from espnet2_clip.sep.backbone_config import describe_backbone
 from espnet2_clip.utils.fileio import write_text_atomic
 
 DISPLAY = {
@@ -101,7 +102,6 @@ def model_card(repo: str, tag: str, corpus: str, config: dict, results: Optional
         data += [f"  - {line}" for line in downloads]
     else:
         data.append("- download report: not available")
-    unet = config.get("unet_conf", {})
     front = [
         "---",
         "tags:", "- espnet", "- audio", "- audio-to-audio", "- sound-separation", "- text-queried-separation",
@@ -123,7 +123,7 @@ def model_card(repo: str, tag: str, corpus: str, config: dict, results: Optional
         "## Model",
         "",
         f"- head `{config.get('head')}`, query `{config.get('query')}` {config.get('query_conf')}",
-        f"- U-Net: {unet.get('num_downs')} levels, {unet.get('base_channels')} channels, k = {unet.get('out_channels')}",
+        f"- backbone: {describe_backbone(config)}",
         f"- batch {config.get('batch_size')} clips, {config.get('num_iters_per_epoch')} x {config.get('max_epoch')} "
         f"steps, {config.get('optim')} {config.get('optim_conf')}, scheduler {config.get('scheduler')}",
         "",

@@ -27,7 +27,8 @@ done
 case "${setting}" in
     default)
         preset=default; clip_steps=150
-        configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml conf/train_clipsep_text.yaml conf/train_labelsep.yaml" ;;
+        configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml conf/train_clipsep_text.yaml conf/train_labelsep.yaml"
+        configs+=" conf/train_clipsep_dprnn.yaml" ;;  # CLIPSep with ESPnet's DPRNN separator as the backbone
     ci)  # CLIPSep and CLIPSep-NIT only, small models: a few minutes
         preset=ci; clip_steps=60
         configs="conf/ci/train_clipsep.yaml conf/ci/train_clipsep_nit.yaml" ;;

@@ -133,3 +133,36 @@ def test_shipped_paper_results_are_table1_cell_by_cell():
         assert got == expected, row
     assert "secondary" not in paper.source.lower() and "OmniSep" not in paper.source
     assert not (REPO / "egs2" / "music" / "clipsep1" / "conf" / "paper_results.yaml").exists()  # one copy
+
+
+def test_models_table_names_the_backbone_and_its_parameters(tmp_path):
+    """A DPRNN-backbone row beside the U-Net's: readable name, backbone, parameter counts (from the
+    config.yaml the training wrote; "–" when a config cannot build a model)."""
+    exp = tmp_path / "exp"
+    _scored(exp, "clipsep", "text", [4.0, 6.0])  # partial config: no parameter count
+    _scored(exp, "clipsep_dprnn", "text", [3.0, 5.0])
+    config = {"head": "query", "head_conf": {}, "train_query": "image", "query": "embedding",
+              "query_conf": {"input_dim": 8}, "model_conf": {}, "batch_size": 8, "max_epoch": 2,
+              "optim_conf": {"lr": 0.001}, "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+              "unet_conf": {"num_downs": 7}, "backbone": "espnet_separator",
+              "backbone_conf": {"out_channels": 4, "separator": "dprnn",
+                                "separator_conf": {"layer": 1, "unit": 8, "nonlinear": "tanh"}}}
+    (exp / "clipsep_dprnn" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))  # as ESPnet writes
+    out = tmp_path / "RESULTS.md"
+    assert main(["--exp_dir", str(exp), "--tags", "clipsep clipsep_dprnn", "--dump_dir", str(tmp_path),
+                 "--output", str(out)]) == 0
+    text = out.read_text()
+    _, rows = _rows(text)
+    assert "CLIPSep (ESPnet DPRNN backbone) (text-queried)" in rows
+    header, models = _rows(text.split("## Models")[1], "| model")
+    assert header[3:5] == ["backbone", "parameters"]
+    assert models["CLIPSep"]["backbone"] == "U-Net 6 levels, ? ch, k=?" and models["CLIPSep"]["parameters"] == "–"
+    dprnn = models["CLIPSep (ESPnet DPRNN backbone)"]
+    assert dprnn["backbone"] == "ESPnet dprnn (layer=1, unit=8, nonlinear=tanh), k=4"
+    from espnet2_clip.tasks.clipsep import CLIPSepTask
+    import argparse
+
+    model = CLIPSepTask.build_model(argparse.Namespace(**config))
+    total = sum(p.numel() for p in model.parameters()) / 1e6
+    backbone = sum(p.numel() for p in model.backbone.parameters()) / 1e6
+    assert dprnn["parameters"] == f"{total:.2f} M (backbone {backbone:.2f} M)"

@@ -5,6 +5,8 @@ import argparse
 import pytest
 import torch
 import yaml
+from espnet2.enh.separator.abs_separator import AbsSeparator
+from espnet2.tasks.enh import separator_choices
 
 from espnet2_clip.sep.abs_backbone import AbsSeparatorBackbone
 from espnet2_clip.sep.backbone_config import backbone_name_and_conf, describe_backbone
@@ -185,3 +187,65 @@ def test_old_checkpoint_with_unet_keys_loads(tmp_path):
     # strict loading finds every key too
     fresh = CLIPSepTask.build_model(argparse.Namespace(**OLD_CONFIG))
     assert fresh.load_state_dict(old_state, strict=True).missing_keys == []
+
+
+def test_mini_recipe_dprnn_config_matches_the_unet_config():
+    """The mini recipe's DPRNN row: same k, data and training as CLIPSep's U-Net, a similar size."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[3] / "egs2" / "mini_bridge" / "clipsep1"
+    models = {}
+    for name in ("train_clipsep.yaml", "train_clipsep_dprnn.yaml"):
+        args = CLIPSepTask.get_parser().parse_args(["--config", str(recipe / "conf" / name)])
+        models[name] = (args, CLIPSepTask.build_model(args))
+    (unet_args, unet), (dprnn_args_, dprnn) = models.values()
+    assert type(unet.backbone) is AudioUNet and dprnn.backbone.separator_name == "dprnn"
+    assert dprnn.backbone.out_channels == unet.backbone.out_channels == 16
+    for key in ("batch_size", "num_iters_per_epoch", "max_epoch", "clip_samples", "optim_conf", "query_conf", "head"):
+        assert getattr(dprnn_args_, key) == getattr(unet_args, key), key
+    assert 0.8 < count(dprnn) / count(unet) < 1.25
+    assert "conf/train_clipsep_dprnn.yaml" in (recipe / "run.sh").read_text()
+
+
+class _OwnSeparator(AbsSeparator):
+    """A user's own ESPnet separator (what one new file would hold): a linear map per frame."""
+
+    def __init__(self, input_dim: int, num_spk: int = 2):
+        super().__init__()
+        self._num_spk = num_spk
+        self.proj = torch.nn.Linear(input_dim, input_dim * num_spk)
+
+    @property
+    def num_spk(self):
+        return self._num_spk
+
+    def forward(self, input, ilens, additional=None):
+        out = self.proj(input).unflatten(-1, (input.shape[-1], self.num_spk))
+        return list(out.unbind(-1)), ilens, {}
+
+
+class _TinyBackbone(AbsSeparatorBackbone):
+    """A user's own backbone: a 3x3 convolution to k maps."""
+
+    def __init__(self, out_channels: int = 3):
+        super().__init__()
+        self.out_channels = out_channels
+        self.conv = torch.nn.Conv2d(1, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_own_separator_or_backbone_is_one_registry_line(monkeypatch):
+    monkeypatch.setitem(separator_choices.classes, "own", _OwnSeparator)
+    model = CLIPSepTask.build_model(parse("--backbone", "espnet_separator", "--backbone_conf",
+                                          "{out_channels: 5, separator: own}"))
+    assert isinstance(model.backbone.separator, _OwnSeparator) and model.head.query.num_channels == 5
+    assert model.features(torch.rand(2, F, 30)).shape == (2, 5, F, 30)
+
+    monkeypatch.setitem(backbone_choices.classes, "tiny", _TinyBackbone)
+    model = CLIPSepTask.build_model(parse("--backbone", "tiny", "--backbone_conf", "{out_channels: 2}"))
+    assert isinstance(model.backbone, _TinyBackbone) and model.head.query.num_channels == 2
+    loss = model(torch.randn(4, 4095) * 0.1, query=torch.randn(4, 8))[0]
+    loss.backward()
+    assert model.backbone.conv.weight.grad.abs().sum() > 0
