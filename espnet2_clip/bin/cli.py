@@ -506,7 +506,7 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--video", help="Video query (its 1 fps frames, averaged)")
     p.add_argument("-o", "--output", required=True,
                    help="Output file (.wav/.flac/.ogg; several queries: <stem>_<query><ext>) or directory")
-    p.add_argument("--plot", help="PNG of mixture / mask / estimate spectrograms (first 10 s)")
+    p.add_argument("--plot", help="PNG of mixture / mask / estimate spectrograms (the first clip, ~4 s)")
     p.add_argument("--segment_seconds", type=float, default=60.0, help="Audio read at once (memory bound)")
     p.add_argument("--hop_ratio", type=float, default=None, help="Window hop as a fraction of a clip")
     _common(p)

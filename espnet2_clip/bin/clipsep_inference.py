@@ -260,7 +260,7 @@ class TextQueriedSeparation:
 
             with open_outputs(outputs, fs, channels) as files, \
                     tqdm(total=reader.frames, unit="sample", unit_scale=True, desc="separate",
-                         disable=not progress) as bar:
+                         disable=None if progress else True) as bar:  # None: off without a TTY
                 for piece in stream_overlap_add(read, reader.frames, process, segment, clip):
                     piece = piece.reshape(-1, channels, piece.shape[-1]).numpy()
                     if piece.shape[0] != len(files):

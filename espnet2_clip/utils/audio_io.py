@@ -53,6 +53,10 @@ class AudioReader:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="espnet2_clip_soundtrack_")
             self.path = Path(self._tmpdir.name) / "soundtrack.wav"
             extract_soundtrack(self.source, self.path)
+        truncated = wav_truncation(self.path)
+        if truncated:
+            self.close()
+            raise ValueError(f"{what} '{self.source}': truncated WAV ({truncated})")
         try:
             self._file = sf.SoundFile(str(self.path))
         except Exception as exc:  # libsndfile raises several types for unreadable files
@@ -101,6 +105,27 @@ class AudioReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def wav_truncation(path: Path) -> Optional[str]:
+    """What is missing from a RIFF/WAVE file whose data chunk is shorter than its header says
+    (libsndfile silently reads such a file as a shorter one); None if complete or not a WAV."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk, length = f.read(4), int.from_bytes(f.read(4), "little")
+            if chunk == b"data":
+                found = size - pos - 8
+                if 0 < length < 0xFFFFFFFF and found < length:
+                    return f"the header promises {length} bytes of samples, the file holds {found}"
+                return None
+            pos += 8 + length + (length & 1)
+    return None
 
 
 def extract_soundtrack(video: Path, wav_out: Path) -> None:
