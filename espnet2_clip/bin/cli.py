@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -345,8 +345,6 @@ def plot_separation(sep, path: str, queries, kinds, negatives, labels, out: str,
 def cmd_generate(args: argparse.Namespace) -> None:
     """Generate ``-n`` clips for a text or an image."""
     import soundfile as sf
-
-    from espnet2_clip.utils.fileio import atomic_path
 
     if args.num < 1:
         raise CLIError(f"-n: expected at least 1 clip, got {args.num}")

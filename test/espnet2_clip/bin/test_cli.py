@@ -4,7 +4,6 @@ the inputs that work (all-zero, 8 / 192 kHz, 6 channels, video soundtracks, ...)
 import os
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
