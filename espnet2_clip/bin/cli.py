@@ -3,13 +3,13 @@
 
 Examples::
 
-    espnet2-clip separate song.flac -q "a violin" -q "a piano" -o est.wav --model clipsep.zip
-    espnet2-clip separate walk.mp4 --negative "a dog barking" -o no_dog.wav --model exp/clipsep_nit
-    espnet2-clip generate "a dog barking" -n 2 --steps 25 -o dog.wav --model user/clipsonic
-    espnet2-clip embed --text "a dog barking" -o dog.npy --model clipsep.zip
+    espnet2-clip separate song.flac -q "a violin" -q "a piano" -o est.wav -m clipsep.zip
+    espnet2-clip separate walk.mp4 --negative "a dog barking" -o no_dog.wav -m exp/clipsep_nit
+    espnet2-clip generate "a dog barking" -n 2 --steps 25 -o dog.wav -m user/clipsonic
+    espnet2-clip embed --text "a dog barking" -o dog.npy -m clipsep.zip
     espnet2-clip info clipsep.zip
 
-``--model`` is a packed zip (``espnet2.bin.pack``), an exp dir (config.yaml and a .pth) or a
+``--model_tag`` (``-m``) is a packed zip (``espnet2.bin.pack``), an exp dir (config.yaml and a .pth) or a
 Hugging Face id (user/name). Every bad input ends with one line ``espnet2-clip <cmd>: error: ...``
 on stderr, a non-zero exit, and no partial output file.
 """
@@ -27,6 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
+
+from espnet2.utils.nested_dict_action import NestedDictAction
 
 from espnet2_clip.utils.audio_io import OUTPUT_SUBTYPES, check_input_file, check_output_path, one_line
 
@@ -59,7 +61,7 @@ class _StderrHandler(logging.Handler):
 # ------------------------------------------------------------------------------------ models
 @dataclass
 class ModelFiles:
-    """A resolved ``--model``: its task ("separate" / "generate"), files and where it came from."""
+    """A resolved ``--model_tag`` (``-m``): its task ("separate" / "generate"), files and where it came from."""
 
     spec: str
     task: str
@@ -78,7 +80,7 @@ def _find_checkpoint(exp: Path) -> Path:
         found = sorted(exp.glob(pattern))
         if found:
             return found[0]
-    raise CLIError(f"--model '{exp}': no checkpoint (valid.*.best.pth, latest.pth, ...) in the exp dir")
+    raise CLIError(f"--model_tag '{exp}': no checkpoint (valid.*.best.pth, latest.pth, ...) in the exp dir")
 
 
 def _task_of(config: Dict[str, Any], spec: str) -> str:
@@ -86,41 +88,41 @@ def _task_of(config: Dict[str, Any], spec: str) -> str:
         return "generate"
     if "head" in config or "frontend_conf" in config:
         return "separate"
-    raise CLIError(f"--model '{spec}': config.yaml is neither a CLIPSep nor a CLIPSonic training config")
+    raise CLIError(f"--model_tag '{spec}': config.yaml is neither a CLIPSep nor a CLIPSonic training config")
 
 
 def _read_config(path: Path, spec: str) -> Dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CLIError(f"--model '{spec}': unreadable config {path} ({one_line(exc, 120)})") from exc
+        raise CLIError(f"--model_tag '{spec}': unreadable config {path} ({one_line(exc, 120)})") from exc
     if not isinstance(config, dict):
-        raise CLIError(f"--model '{spec}': config {path} is not a YAML mapping")
+        raise CLIError(f"--model_tag '{spec}': config {path} is not a YAML mapping")
     return config
 
 
 def resolve_model(spec: str) -> ModelFiles:
-    """Find the config and checkpoint of ``--model`` (unpacking a zip or downloading an HF id)."""
+    """Find the config and checkpoint of ``--model_tag`` (``-m``) (unpacking a zip or downloading an HF id)."""
     path = Path(spec)
     if path.is_dir():
         config_path = path / "config.yaml"
         if not config_path.is_file():
-            raise CLIError(f"--model '{spec}': no config.yaml in the directory; expected {EXPECTED_MODEL}")
+            raise CLIError(f"--model_tag '{spec}': no config.yaml in the directory; expected {EXPECTED_MODEL}")
         config = _read_config(config_path, spec)
         return ModelFiles(spec, _task_of(config, spec), config_path, _find_checkpoint(path), config)
     if path.exists() or path.suffix == ".zip" or not re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w.-]+)?", spec):
-        check_input_file(path, "--model")
+        check_input_file(path, "--model_tag")
         if not zipfile.is_zipfile(path):
-            raise CLIError(f"--model '{spec}': not a zip file; expected {EXPECTED_MODEL}")
+            raise CLIError(f"--model_tag '{spec}': not a zip file; expected {EXPECTED_MODEL}")
     from espnet_model_zoo.downloader import ModelDownloader
 
     try:
         files = ModelDownloader(_cache_dir()).download_and_unpack(spec)
     except Exception as exc:
-        raise CLIError(f"--model '{spec}': cannot unpack or download ({one_line(exc, 150)}); "
+        raise CLIError(f"--model_tag '{spec}': cannot unpack or download ({one_line(exc, 150)}); "
                        f"expected {EXPECTED_MODEL}") from exc
     if "train_config" not in files or "model_file" not in files:
-        raise CLIError(f"--model '{spec}': the packed model has no train_config / model_file")
+        raise CLIError(f"--model_tag '{spec}': the packed model has no train_config / model_file")
     config = _read_config(Path(files["train_config"]), spec)
     return ModelFiles(spec, _task_of(config, spec), Path(files["train_config"]), Path(files["model_file"]),
                       config, packed=path if path.is_file() else None)
@@ -141,9 +143,9 @@ def load_model(spec: str, task: str, device: str):
     """The ``TextQueriedSeparation`` (task "separate") or ``TextToAudio`` ("generate") of ``spec``."""
     files = resolve_model(spec)
     if files.task != task:
-        raise CLIError(f"--model '{spec}': a {TASKS[files.task]} model; `{task}` needs a {TASKS[task]} model")
+        raise CLIError(f"--model_tag '{spec}': a {TASKS[files.task]} model; `{task}` needs a {TASKS[task]} model")
     if not files.model_file.is_file() or files.model_file.stat().st_size == 0:
-        raise CLIError(f"--model '{spec}': checkpoint '{files.model_file}' is missing or empty")
+        raise CLIError(f"--model_tag '{spec}': checkpoint '{files.model_file}' is missing or empty")
     device = check_device(device)
     if task == "separate":
         from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation as cls
@@ -156,7 +158,7 @@ def load_model(spec: str, task: str, device: str):
     except CLIError:
         raise
     except Exception as exc:
-        raise CLIError(f"--model '{spec}': cannot load the model from {files.model_file} "
+        raise CLIError(f"--model_tag '{spec}': cannot load the model from {files.model_file} "
                        f"({type(exc).__name__}: {one_line(exc, 150)})") from exc
 
 
@@ -280,7 +282,7 @@ def _separation_queries(args: argparse.Namespace, sep, work: Path) -> List[Tuple
         items.append(("video_" + slug(Path(args.video).stem), video_frames(args.video, work), "frames", False))
     if not sep.model.head.needs_query:
         if items:
-            raise CLIError(f"--model '{args.model}': a non-queried (PIT) model takes no -q/--negative/--image/--video")
+            raise CLIError(f"--model_tag '{args.model}': a non-queried (PIT) model takes no -q/--negative/--image/--video")
         return [(f"source{i + 1}", None, None, False) for i in range(sep.model.head.num_outputs)]
     if not items:
         raise CLIError("no query: give -q TEXT, --negative TEXT, --image IMG or --video MP4")
@@ -403,15 +405,14 @@ def cmd_embed(args: argparse.Namespace) -> None:
         raise CLIError("give exactly one of --text, --image, --video")
     if args.text is not None:
         check_text(args.text, "--text")
-    if (args.model is None) == (args.clip_model is None):
-        raise CLIError("give either --model MODEL or --clip_model NAME")
+    if (args.model is None) == (args.query_encoder is None):
+        raise CLIError("give either --model_tag MODEL or --query_encoder NAME (with --query_encoder_conf)")
     if args.model is not None:
         config = resolve_model(args.model).config
         name, conf = config.get("query_encoder"), dict(config.get("query_encoder_conf") or {})
         prompt = args.text_prompt or config.get("text_prompt", "single")
     else:
-        name, conf, prompt = "clip", {"model_name": args.clip_model, "pretrained": args.clip_pretrained}, \
-            args.text_prompt or "single"
+        name, conf, prompt = args.query_encoder, dict(args.query_encoder_conf or {}), args.text_prompt or "single"
     with tempfile.TemporaryDirectory(prefix="espnet2_clip_") as work:
         if args.image is not None:
             items = [load_image(args.image)]
@@ -444,7 +445,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         state = torch.load(files.model_file, map_location="cpu", weights_only=True)
         params = sum(v.numel() for v in state.values() if hasattr(v, "numel"))
     except Exception as exc:
-        raise CLIError(f"--model '{args.model}': cannot read checkpoint '{files.model_file}' "
+        raise CLIError(f"--model_tag '{args.model}': cannot read checkpoint '{files.model_file}' "
                        f"({type(exc).__name__}: {one_line(exc, 120)})") from exc
     config = files.config
     conf = config.get("query_encoder_conf") or {}
@@ -480,7 +481,7 @@ def _packed_text(files: ModelFiles, names: Sequence[str]) -> Optional[str]:
 
 # ------------------------------------------------------------------------------------ parser
 def _common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
-    p.add_argument("--model", required=model_required, help=f"Model: {EXPECTED_MODEL}")
+    p.add_argument("-m", "--model_tag", dest="model", required=model_required, help=f"Model: {EXPECTED_MODEL}")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--verbose", action="store_true", help="Log progress")
 
@@ -494,7 +495,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("separate", help="Separate what text/image queries describe", formatter_class=raw,
                        description="Separate one output per query from an audio or video file (any rate, any "
                        "channels, any length).\n\nExample:\n  espnet2-clip separate mix.flac -q 'a violin' -q "
-                       "'a piano' --negative 'a piano' -o est.wav --plot est.png --model clipsep.zip\n"
+                       "'a piano' --negative 'a piano' -o est.wav --plot est.png -m clipsep.zip\n"
                        "  -> est_a_violin.wav est_a_piano.wav est_not_a_piano.wav (the input's rate and channels)")
     p.add_argument("input", help="Audio file (wav, flac, ogg, mp3, ...) or video (mp4, webm, mkv, ...)")
     p.add_argument("-q", "--query", action="append", default=[], help="Text query (repeatable)")
@@ -512,7 +513,7 @@ def get_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="Generate audio for a text or an image", formatter_class=raw,
                        description="Generate clips with a CLIPSonic model.\n\nExample:\n  espnet2-clip generate "
-                       "'a dog barking' -n 2 --guidance 3 --steps 25 --seed 0 -o dog.wav --model clipsonic.zip\n"
+                       "'a dog barking' -n 2 --guidance 3 --steps 25 --seed 0 -o dog.wav -m clipsonic.zip\n"
                        "  -> dog_0.wav dog_1.wav")
     p.add_argument("text", nargs="?", help="Text query")
     p.add_argument("--image", help="Image query (IQ)")
@@ -527,14 +528,15 @@ def get_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="Embed a text, image or video into .npy", formatter_class=raw,
                        description="Embed a query as the recipes store them: text or image (D,), video "
                        "(n_frames, D) at 1 fps.\n\nExample:\n  espnet2-clip embed --video clip.mp4 -o clip.npy "
-                       "--model clipsep.zip\n  espnet2-clip embed --text 'a dog' -o dog.npy --clip_model ViT-B-32 "
-                       "--clip_pretrained openai")
+                       "-m clipsep.zip\n  espnet2-clip embed --text 'a dog' -o dog.npy --query_encoder clip "
+                       "--query_encoder_conf '{model_name: ViT-B-32, pretrained: openai}'")
     p.add_argument("--text")
     p.add_argument("--image")
     p.add_argument("--video")
     p.add_argument("-o", "--output", required=True, help="Output .npy")
-    p.add_argument("--clip_model", help="open_clip model name (instead of --model)")
-    p.add_argument("--clip_pretrained", default=None, help="open_clip pretrained tag or weights file")
+    p.add_argument("--query_encoder", default=None, help="Encoder of the registry, e.g. clip (instead of --model_tag)")
+    p.add_argument("--query_encoder_conf", action=NestedDictAction, default=None,
+                   help="Its options, e.g. \"{model_name: ViT-B-32, pretrained: openai}\"")
     p.add_argument("--text_prompt", default=None, help="single, ensemble or none")
     _common(p, model_required=False)
     p.set_defaults(func=cmd_embed)

@@ -142,8 +142,8 @@ def _readonly_dir(tmp_path):
 
 # (id, argv template, expected: "ok" or a regex of the error line). {M}: models dir, {I}: inputs,
 # {O}: a fresh output dir, {RO}: a read-only dir.
-SEP = ["--model", "{M}/sep"]
-GEN = ["--model", "{M}/sonic", "--steps", "2"]
+SEP = ["-m", "{M}/sep"]
+GEN = ["-m", "{M}/sonic", "--steps", "2"]
 CASES = [
     # separate
     ("sep-missing", ["separate", "{I}/nope.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"input '.*nope.wav': no such file"),
@@ -170,11 +170,11 @@ CASES = [
     ("sep-long-query", ["separate", "{I}/mono.wav", "-q", "dog " * 250, "-o", "{O}/o.wav"] + SEP, "ok"),
     ("sep-negative", ["separate", "{I}/mono.wav", "-q", "a dog", "--negative", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
     ("sep-no-query", ["separate", "{I}/mono.wav", "-o", "{O}/o.wav"] + SEP, r"no query"),
-    ("sep-model-missing", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "--model", "{M}/nope.zip"], r"--model '.*nope.zip': no such file"),
-    ("sep-ckpt-corrupt", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "--model", "{M}/corrupt"], r"--model '.*corrupt': cannot load the model"),
-    ("sep-ckpt-missing", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "--model", "{M}/nockpt"], r"--model '.*nockpt': no checkpoint"),
-    ("sep-wrong-task", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "--model", "{M}/sonic.zip"], r"sonic.zip': a CLIPSonic .* needs a CLIPSep"),
-    ("sep-model-not-zip", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "--model", "{I}/text.wav"], r"--model '.*text.wav': not a zip"),
+    ("sep-model-missing", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/nope.zip"], r"--model_tag '.*nope.zip': no such file"),
+    ("sep-ckpt-corrupt", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/corrupt"], r"--model_tag '.*corrupt': cannot load the model"),
+    ("sep-ckpt-missing", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/nockpt"], r"--model_tag '.*nockpt': no checkpoint"),
+    ("sep-wrong-task", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/sonic.zip"], r"sonic.zip': a CLIPSonic .* needs a CLIPSep"),
+    ("sep-model-not-zip", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{I}/text.wav"], r"--model_tag '.*text.wav': not a zip"),
     ("sep-out-missing-dir", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/no/such/o.wav"] + SEP, r"directory '.*no/such' does not exist"),
     ("sep-out-readonly", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{RO}/o.wav"] + SEP, r"is not writable"),
     ("sep-out-bad-ext", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.mp4"] + SEP, r"unsupported extension '.mp4'"),
@@ -184,23 +184,23 @@ CASES = [
     # generate
     ("gen-ok", ["generate", "a dog", "-n", "2", "-o", "{O}/g.wav"] + GEN, "ok"),
     ("gen-image", ["generate", "--image", "{I}/red.png", "-o", "{O}/g.flac"] + GEN, "ok"),
-    ("gen-steps-0", ["generate", "a dog", "-o", "{O}/g.wav", "--model", "{M}/sonic", "--steps", "0"], r"--steps: expected at least 1"),
+    ("gen-steps-0", ["generate", "a dog", "-o", "{O}/g.wav", "-m", "{M}/sonic", "--steps", "0"], r"--steps: expected at least 1"),
     ("gen-neg-guidance", ["generate", "a dog", "--guidance", "-1", "-o", "{O}/g.wav"] + GEN, r"--guidance: expected a scale >= 0"),
     ("gen-n-0", ["generate", "a dog", "-n", "0", "-o", "{O}/g.wav"] + GEN, r"-n: expected at least 1"),
     ("gen-empty", ["generate", "", "-o", "{O}/g.wav"] + GEN, r"TEXT: empty"),
     ("gen-image-not-image", ["generate", "--image", "{I}/notimage.png", "-o", "{O}/g.wav"] + GEN, r"not an image"),
-    ("gen-wrong-task", ["generate", "a dog", "-o", "{O}/g.wav", "--model", "{M}/sep.zip"], r"a CLIPSep .* needs a CLIPSonic"),
+    ("gen-wrong-task", ["generate", "a dog", "-o", "{O}/g.wav", "-m", "{M}/sep.zip"], r"a CLIPSep .* needs a CLIPSonic"),
     ("gen-out-missing-dir", ["generate", "a dog", "-o", "{O}/nodir/g.wav"] + GEN, r"does not exist"),
     ("gen-long-text", ["generate", "x" * 1000, "-o", "{O}/g.wav"] + GEN, "ok"),
     # embed
-    ("emb-text", ["embed", "--text", "a dog", "-o", "{O}/e.npy", "--model", "{M}/sep.zip"], "ok"),
-    ("emb-video", ["embed", "--video", "{I}/av.mp4", "-o", "{O}/e.npy", "--model", "{M}/sep"], "ok"),
-    ("emb-unknown-clip", ["embed", "--text", "a dog", "-o", "{O}/e.npy", "--clip_model", "no-such-clip-xyz"], r"no-such-clip-xyz"),
-    ("emb-image-not-image", ["embed", "--image", "{I}/notimage.png", "-o", "{O}/e.npy", "--model", "{M}/sep"], r"not an image"),
-    ("emb-video-no-frames", ["embed", "--video", "{I}/novideo.mp4", "-o", "{O}/e.npy", "--model", "{M}/sep"], r"no video"),
-    ("emb-space", ["embed", "--text", " \t ", "-o", "{O}/e.npy", "--model", "{M}/sep"], r"--text: empty or whitespace-only"),
-    ("emb-bad-out", ["embed", "--text", "a dog", "-o", "{O}/e.txt", "--model", "{M}/sep"], r"expected a .npy path"),
-    ("emb-missing-image", ["embed", "--image", "{I}/nope.png", "-o", "{O}/e.npy", "--model", "{M}/sep"], r"--image '.*nope.png': no such file"),
+    ("emb-text", ["embed", "--text", "a dog", "-o", "{O}/e.npy", "-m", "{M}/sep.zip"], "ok"),
+    ("emb-video", ["embed", "--video", "{I}/av.mp4", "-o", "{O}/e.npy", "-m", "{M}/sep"], "ok"),
+    ("emb-unknown-clip", ["embed", "--text", "a dog", "-o", "{O}/e.npy", "--query_encoder", "clip", "--query_encoder_conf", "{model_name: no-such-clip-xyz}"], r"no-such-clip-xyz"),
+    ("emb-image-not-image", ["embed", "--image", "{I}/notimage.png", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"not an image"),
+    ("emb-video-no-frames", ["embed", "--video", "{I}/novideo.mp4", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"no video"),
+    ("emb-space", ["embed", "--text", " \t ", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"--text: empty or whitespace-only"),
+    ("emb-bad-out", ["embed", "--text", "a dog", "-o", "{O}/e.txt", "-m", "{M}/sep"], r"expected a .npy path"),
+    ("emb-missing-image", ["embed", "--image", "{I}/nope.png", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"--image '.*nope.png': no such file"),
     # info
     ("info-zip", ["info", "{M}/sep.zip"], "ok"),
     ("info-exp", ["info", "{M}/sonic"], "ok"),
