@@ -36,4 +36,5 @@ setup(
     install_requires=install_requires,
     extras_require={"test": ["pytest>=7,<8.4", "pytest-timeout"]},
     license="Apache-2.0",
+    entry_points={"console_scripts": ["espnet2-clip = espnet2_clip.bin.cli:main"]},
 )

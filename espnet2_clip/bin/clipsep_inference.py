@@ -19,7 +19,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import soundfile as sf
@@ -105,50 +105,170 @@ class TextQueriedSeparation:
         return self.embedder(query_kind or infer_query_kind(query), query)
 
     @torch.no_grad()
-    def __call__(self, mixture: Union[np.ndarray, torch.Tensor], fs: int, query: Optional[Query] = None,
-                 output_length: str = "input", query_kind: Optional[str] = None) -> np.ndarray:
+    def __call__(self, mixture: Union[np.ndarray, torch.Tensor, str, Path], fs: Optional[int] = None,
+                 query: Optional[Union[Query, List[Query]]] = None, output_length: str = "input",
+                 query_kind: Optional[str] = None, negative: Union[bool, Sequence[bool]] = False) -> np.ndarray:
         """Separate.
 
+        The mask is computed once from the channels' mean and applied to each channel.
+
         Args:
-            mixture: (N,) mono or (N, C) multi-channel wave (downmixed).
-            fs: Sample rate of ``mixture`` (resampled to the model's rate and back).
-            query: Text, image(s), or an embedding; None only for the PIT baseline.
+            mixture: (N,) mono or (N, C) multi-channel wave, or the path of an audio file.
+            fs: Sample rate of ``mixture`` (resampled to the model's rate and back); None for a path.
+            query: Text, image(s), or an embedding; a list of them is separated as one batch;
+                None only for the PIT baseline.
             output_length: "input": N samples; "istft": only the samples that an inverse STFT
                 without a length reconstructs from the model's frames, ``hop * (N' // hop)`` at
                 the model's rate N' (65,280 of a 65,535-sample clip), as the official evaluation
                 scores them.
             query_kind: "text", "frames" or "embedding" (default: a string is text, an array or
                 tensor an embedding, anything else images).
+            negative: True: everything except the query (the complement of its mask); one flag
+                per query for a list.
 
         Returns:
-            (L,) estimate at ``fs``; (num_outputs, L) for non-queried models.
+            (L,) estimate at ``fs`` ((L, C) for C channels); (Q, L[, C]) for a list of Q queries;
+            (num_outputs, L[, C]) for non-queried models.
         """
         if output_length not in OUTPUT_LENGTHS:
             raise ValueError(f"output_length must be one of {OUTPUT_LENGTHS}, got {output_length!r}")
-        wave = torch.as_tensor(np.asarray(mixture), dtype=torch.float32)
-        if wave.dim() == 2:
-            wave = wave.mean(dim=1)
-        if wave.dim() != 1 or wave.numel() == 0:
-            raise ValueError(f"mixture must be a non-empty (N,) or (N, C) wave, got shape {tuple(wave.shape)}")
-        if self.model.head.needs_query and query is None:
+        if isinstance(mixture, (str, Path)):
+            from espnet2_clip.utils.audio_io import AudioReader
+
+            with AudioReader(mixture) as reader:
+                wave, fs = torch.from_numpy(reader.read_all()), reader.samplerate
+            multichannel = wave.shape[0] > 1
+        else:
+            wave = torch.as_tensor(np.asarray(mixture), dtype=torch.float32)
+            if wave.dim() not in (1, 2) or wave.numel() == 0:
+                raise ValueError(f"mixture must be a non-empty (N,) or (N, C) wave, got shape {tuple(wave.shape)}")
+            multichannel = wave.dim() == 2
+            wave = wave.T if multichannel else wave[None]  # (C, N)
+        if fs is None:
+            raise ValueError("fs (the sample rate of the mixture) is required for an array input")
+        batched = isinstance(query, list)
+        queries = query if batched else [query]
+        negatives = list(negative) if isinstance(negative, (list, tuple)) else [bool(negative)] * len(queries)
+        embs = self.embed_queries(queries, query_kind)
+        est = self.separate_wave(wave, fs, embs, negatives, output_length)  # (K, C, L)
+        out = est.permute(0, 2, 1).numpy() if multichannel else est[:, 0].numpy()
+        return out if batched or out.shape[0] > 1 else out[0]
+
+    def embed_queries(self, queries: Sequence[Optional[Query]], query_kind: Optional[str] = None
+                      ) -> Optional[torch.Tensor]:
+        """(Q, ...) model queries of Q queries; None for non-queried models."""
+        if not self.model.head.needs_query:
+            return None
+        if not queries or any(q is None for q in queries):
             raise ValueError("this model is query-conditioned: give a text, image or embedding query")
-        emb = self.embed_query(query, query_kind) if self.model.head.needs_query else None
+        return torch.cat([self.embed_query(q, query_kind) for q in queries])
+
+    def separate_wave(self, wave: torch.Tensor, fs: int, embs: Optional[torch.Tensor],
+                      negatives: Sequence[bool] = (), output_length: str = "input") -> torch.Tensor:
+        """(C, N) wave at ``fs`` -> (K, C, L) estimates at ``fs`` (K: queries, or the model's outputs)."""
         resampled = self._resample(wave, fs, self.sample_rate).to(self.device)
+        num_channels = wave.shape[0]
 
         def separate_chunks(chunks: torch.Tensor) -> torch.Tensor:
-            q = None if emb is None else emb.expand(chunks.shape[0], *emb.shape[1:])
-            return self.model.separate(chunks, q)[0]
+            return self.separate_windows(chunks, embs, negatives).flatten(1, 2)
 
-        est = overlap_add(separate_chunks, resampled, self.clip_samples, self.hop)
-        length = wave.shape[0]
+        est = overlap_add(separate_chunks, resampled, self.clip_samples, self.hop)  # (K * C, N')
+        length = wave.shape[-1]
         if output_length == "istft":
             hop = self.model.frontend.hop_length
             est = est[..., : hop * (est.shape[-1] // hop)]
             length = est.shape[-1] * fs // self.sample_rate
         est = self._resample(est.cpu(), self.sample_rate, fs)[..., :length]
         est = torch.nn.functional.pad(est, (0, length - est.shape[-1]))
-        out = est.numpy()
-        return out[0] if out.shape[0] == 1 else out
+        return est.reshape(-1, num_channels, length)
+
+    def separate_windows(self, chunks: torch.Tensor, embs: Optional[torch.Tensor],
+                         negatives: Sequence[bool] = (), batch_size: int = 8) -> torch.Tensor:
+        """Mask each channel with the masks of the channels' mean.
+
+        Args:
+            chunks: (W, C, window) windows.
+            embs: (Q, ...) model queries, or None for non-queried models.
+            negatives: Per query, whether to use the complement of its mask.
+            batch_size: Windows run through the U-Net together.
+
+        Returns:
+            (W, K, C, window) estimates (K = Q, or the model's number of outputs).
+        """
+        outs = [self._separate_batch(chunks[i : i + batch_size], embs, negatives)
+                for i in range(0, chunks.shape[0], batch_size)]
+        return torch.cat(outs)
+
+    def _separate_batch(self, chunks: torch.Tensor, embs: Optional[torch.Tensor],
+                        negatives: Sequence[bool]) -> torch.Tensor:
+        model, (num, channels, window) = self.model, chunks.shape
+        spec = model.frontend.stft(chunks.mean(1))
+        features = model.features(model.frontend.warp(spec.abs()))
+        if embs is None:
+            masks = model.head.masks(features, None)  # (W, num_outputs, F_warp, T)
+        else:
+            masks = torch.stack([model.head.masks(features, emb.expand(num, *emb.shape))[:, 0]
+                                 for emb in embs], 1)
+        linear = model.frontend.unwarp(masks.flatten(0, 1)).reshape(num, masks.shape[1], *spec.shape[1:])
+        for k, neg in enumerate(negatives):
+            if neg:
+                linear[:, k] = 1.0 - linear[:, k]
+        specs = spec[:, None] if channels == 1 else model.frontend.stft(chunks.flatten(0, 1)).reshape(
+            num, channels, *spec.shape[1:])
+        est = specs[:, None] * linear[:, :, None]  # (W, K, C, F, T)
+        waves = model.frontend.istft(est.flatten(0, 2), length=window)
+        return waves.reshape(num, linear.shape[1], channels, window)
+
+    @torch.no_grad()
+    def separate_file(self, path: Union[str, Path], outputs: Sequence[Union[str, Path]],
+                      queries: Sequence[Optional[Query]] = (None,), negatives: Sequence[bool] = (),
+                      query_kind: Optional[str] = None, segment_seconds: float = 60.0,
+                      progress: bool = True) -> float:
+        """Separate a recording of any length into files, streamed with bounded memory.
+
+        Args:
+            path: Audio file (or video with a soundtrack), any rate and channel count.
+            outputs: One output path per query (.wav, .flac, .ogg), written at the input's rate
+                and channel count, atomically.
+            queries: The queries (separated as one batch); ``(None,)`` for non-queried models.
+            negatives: Per query, whether to write everything except it.
+            query_kind: Kind of every query (default: inferred).
+            segment_seconds: Length of the segments read at once (they overlap by one clip).
+            progress: Show a progress bar.
+
+        Returns:
+            The input's peak absolute sample (0 for an all-zero input: the outputs are silence).
+        """
+        from espnet2_clip.utils.audio_io import AudioReader, open_outputs
+        from espnet2_clip.utils.chunking import stream_overlap_add
+
+        embs = self.embed_queries(list(queries), query_kind)
+        negatives = list(negatives) + [False] * (len(queries) - len(negatives))
+        with AudioReader(path) as reader:
+            fs, channels = reader.samplerate, reader.channels
+            clip = -(-self.clip_samples * fs // self.sample_rate)
+            segment = max(int(segment_seconds * fs), 4 * clip)
+            peak = [0.0]
+
+            def read(start: int, frames: int) -> torch.Tensor:
+                block = reader.read(start, frames)
+                peak[0] = max(peak[0], float(np.abs(block).max()))
+                return torch.from_numpy(block)
+
+            def process(block: torch.Tensor) -> torch.Tensor:
+                return self.separate_wave(block, fs, embs, negatives).flatten(0, 1)  # (K * C, L)
+
+            with open_outputs(outputs, fs, channels) as files, \
+                    tqdm(total=reader.frames, unit="sample", unit_scale=True, desc="separate",
+                         disable=None if progress else True) as bar:  # None: off without a TTY
+                for piece in stream_overlap_add(read, reader.frames, process, segment, clip):
+                    piece = piece.reshape(-1, channels, piece.shape[-1]).numpy()
+                    if piece.shape[0] != len(files):
+                        raise ValueError(f"the model gives {piece.shape[0]} outputs but {len(files)} paths were given")
+                    for handle, est in zip(files, piece):
+                        handle.write(est.T)
+                    bar.update(piece.shape[-1])
+        return peak[0]
 
     @staticmethod
     def _resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:

@@ -1,0 +1,316 @@
+"""``espnet2-clip``: every bad input is one clear stderr line, a non-zero exit and no partial output;
+the inputs that work (all-zero, 8 / 192 kHz, 6 channels, video soundtracks, ...) give correct outputs."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+SR = 16000
+CLIP = 4095
+BAD = "bad"  # expected exit != 0
+
+
+def _clip_conf(tiny_clip_dir):
+    return {"model_name": str(tiny_clip_dir / "open_clip_config.json"),
+            "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors")}
+
+
+def _train_data(root, key):
+    rng = np.random.default_rng(0)
+    wav, query = [], []
+    for i in range(4):
+        t = np.arange(2 * SR) / SR
+        x = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t) if i % 2 else 0.3 * rng.standard_normal(len(t))
+        sf.write(root / f"c{i}.wav", x.astype(np.float32), SR)
+        np.save(root / f"c{i}.npy", (rng.standard_normal((3, 32)) + (i % 2) * 3).astype(np.float32))
+        wav.append(f"c{i} {root / f'c{i}.wav'}\n")
+        query.append(f"c{i} {root / f'c{i}.npy'}\n")
+    (root / "wav.scp").write_text("".join(wav))
+    (root / "query.scp").write_text("".join(query))
+    args = []
+    for mode in ("train", "valid"):
+        args += [f"--{mode}_data_path_and_name_and_type", f"{root}/wav.scp,{key},sound",
+                 f"--{mode}_data_path_and_name_and_type", f"{root}/query.scp,query,npy",
+                 f"--{mode}_shape_file", f"{root}/wav.scp"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_clip_dir):
+    """Tiny CLIPSep and CLIPSonic exp dirs (1 epoch), their zips, and broken variants."""
+    from espnet2.main_funcs.pack_funcs import pack
+
+    from espnet2_clip.bin import clipsep_train, clipsonic_train
+
+    root = tmp_path_factory.mktemp("cli_models")
+    common = {"query_encoder": "clip", "query_encoder_conf": _clip_conf(tiny_clip_dir), "clip_samples": CLIP,
+              "max_epoch": 1, "num_workers": 0, "seed": 0, "optim": "adam", "optim_conf": {"lr": 0.001}}
+    sep = dict(common, frontend_conf={"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+               unet_conf={"num_downs": 5, "base_channels": 4, "out_channels": 4}, head="nit", query="embedding",
+               query_conf={"input_dim": 32}, batch_size=4)
+    sonic = dict(common, mel_conf={"fs": SR, "n_fft": 256, "hop_length": 64, "n_mels": 16, "fmin": 0, "fmax": 8000},
+                 unet_conf={"cond_dim": 32, "channels": [8, 16], "attention_levels": [1], "num_heads": 2,
+                            "emb_dim": 32, "groups": 4}, batch_size=2, use_matplotlib=False, use_tensorboard=False)
+    for name, config, train, key in (("sep", sep, clipsep_train, "speech_ref1"),
+                                     ("sonic", sonic, clipsonic_train, "speech")):
+        data = root / f"data_{name}"
+        data.mkdir()
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        train.main(["--config", str(root / f"{name}.yaml"), "--output_dir", str(root / name), "--ngpu", "0"]
+                   + _train_data(data, key))
+    (root / "RESULTS.md").write_text("# RESULTS\n| SDR | 7.5 |\n")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        pack(files={"train_config": "sep/config.yaml", "model_file": "sep/valid.loss.best.pth"}, yaml_files={},
+             outpath="sep.zip", option=["RESULTS.md"])
+        pack(files={"train_config": "sonic/config.yaml", "model_file": "sonic/valid.loss.best.pth"}, yaml_files={},
+             outpath="sonic.zip")
+    finally:
+        os.chdir(cwd)
+    for name, content in (("corrupt", b"this is not a checkpoint"), ("nockpt", None)):
+        exp = root / name
+        exp.mkdir()
+        (exp / "config.yaml").write_text((root / "sep" / "config.yaml").read_text())
+        if content is not None:
+            (exp / "valid.loss.best.pth").write_bytes(content)
+    return root
+
+
+def _ffmpeg(*args):
+    from espnet2_clip.data.video import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Good and bad input files."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("cli_inputs")
+    rng = np.random.default_rng(0)
+
+    def tone(fs, seconds=1.5, channels=1):
+        t = np.arange(int(fs * seconds)) / fs
+        x = 0.2 * np.sin(2 * np.pi * 440 * t)[:, None] + 0.05 * rng.standard_normal((len(t), channels))
+        return (x if channels > 1 else x[:, 0]).astype(np.float32)
+
+    sf.write(d / "mono.wav", tone(SR), SR)
+    sf.write(d / "stereo44.flac", tone(44100, channels=2), 44100)
+    sf.write(d / "rate8k.wav", tone(8000), 8000)
+    sf.write(d / "rate192k.wav", tone(192000, 0.5), 192000)
+    sf.write(d / "six.wav", tone(SR, channels=6), SR)
+    sf.write(d / "mono.ogg", tone(SR), SR)
+    try:
+        sf.write(d / "mono.mp3", tone(SR), SR, format="MP3")
+    except Exception:  # libsndfile without mp3: the ogg case covers compressed input
+        pass
+    sf.write(d / "silent.wav", np.zeros(SR, np.float32), SR)
+    for name, value in (("nan", np.nan), ("inf", np.inf)):
+        x = tone(SR)
+        x[SR // 2] = value
+        sf.write(d / f"{name}.wav", x, SR, subtype="FLOAT")
+    (d / "zero.wav").write_bytes(b"")
+    (d / "text.wav").write_text("this is not audio\n" * 20)
+    long = (d / "long.wav")
+    sf.write(long, tone(SR, 3), SR, subtype="FLOAT")
+    (d / "truncated.wav").write_bytes(long.read_bytes()[: 44 + 4 * SR // 2])
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(d / "red.png")
+    (d / "notimage.png").write_text("not an image")
+    _ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:d=2", "-c:v", "mpeg4", str(d / "noaudio.mp4"))
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(d / "novideo.mp4"))
+    _ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=64x64:d=2", "-f", "lavfi", "-i",
+            "sine=frequency=440:duration=2:sample_rate=22050", "-ac", "2", "-c:v", "mpeg4", "-c:a", "aac",
+            "-shortest", str(d / "av.mp4"))
+    return d
+
+
+def _readonly_dir(tmp_path):
+    if os.geteuid() == 0:  # root writes through permission bits: use a directory no one can write to
+        return "/sys/fs"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return str(ro)
+
+
+# (id, argv template, expected: "ok" or a regex of the error line). {M}: models dir, {I}: inputs,
+# {O}: a fresh output dir, {RO}: a read-only dir.
+SEP = ["-m", "{M}/sep"]
+GEN = ["-m", "{M}/sonic", "--steps", "2"]
+CASES = [
+    # separate
+    ("sep-missing", ["separate", "{I}/nope.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"input '.*nope.wav': no such file"),
+    ("sep-zero-byte", ["separate", "{I}/zero.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"zero.wav': empty \(0 bytes\)"),
+    ("sep-truncated", ["separate", "{I}/truncated.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"truncated.wav'.*truncated"),
+    ("sep-not-audio", ["separate", "{I}/text.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"text.wav': not readable audio"),
+    ("sep-nan", ["separate", "{I}/nan.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"nan.wav': NaN or Inf sample at 0.500 s"),
+    ("sep-inf", ["separate", "{I}/inf.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"inf.wav': NaN or Inf sample"),
+    ("sep-silent", ["separate", "{I}/silent.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-8k", ["separate", "{I}/rate8k.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-192k", ["separate", "{I}/rate192k.wav", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-6ch", ["separate", "{I}/six.wav", "-q", "a dog", "-o", "{O}/o.flac"] + SEP, "ok"),
+    ("sep-stereo-44k", ["separate", "{I}/stereo44.flac", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-ogg", ["separate", "{I}/mono.ogg", "-q", "a dog", "-o", "{O}/o.ogg"] + SEP, "ok"),
+    ("sep-mp3", ["separate", "{I}/mono.mp3", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-video-soundtrack", ["separate", "{I}/av.mp4", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-video-no-audio", ["separate", "{I}/noaudio.mp4", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, r"noaudio.mp4.*no audio track"),
+    ("sep-image-not-image", ["separate", "{I}/mono.wav", "--image", "{I}/notimage.png", "-o", "{O}/o.wav"] + SEP, r"--image '.*notimage.png': not an image"),
+    ("sep-image", ["separate", "{I}/mono.wav", "--image", "{I}/red.png", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-video-query-no-frames", ["separate", "{I}/mono.wav", "--video", "{I}/novideo.mp4", "-o", "{O}/o.wav"] + SEP, r"--video '.*novideo.mp4'.*no video"),
+    ("sep-video-query", ["separate", "{I}/mono.wav", "--video", "{I}/av.mp4", "-q", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-empty-query", ["separate", "{I}/mono.wav", "-q", "", "-o", "{O}/o.wav"] + SEP, r"-q: empty or whitespace-only"),
+    ("sep-space-query", ["separate", "{I}/mono.wav", "-q", "   ", "-o", "{O}/o.wav"] + SEP, r"-q: empty or whitespace-only"),
+    ("sep-long-query", ["separate", "{I}/mono.wav", "-q", "dog " * 250, "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-negative", ["separate", "{I}/mono.wav", "-q", "a dog", "--negative", "a dog", "-o", "{O}/o.wav"] + SEP, "ok"),
+    ("sep-no-query", ["separate", "{I}/mono.wav", "-o", "{O}/o.wav"] + SEP, r"no query"),
+    ("sep-model-missing", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/nope.zip"], r"--model_tag '.*nope.zip': no such file"),
+    ("sep-ckpt-corrupt", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/corrupt"], r"--model_tag '.*corrupt': cannot load the model"),
+    ("sep-ckpt-missing", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/nockpt"], r"--model_tag '.*nockpt': no checkpoint"),
+    ("sep-wrong-task", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{M}/sonic.zip"], r"sonic.zip': a CLIPSonic .* needs a CLIPSep"),
+    ("sep-model-not-zip", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "-m", "{I}/text.wav"], r"--model_tag '.*text.wav': not a zip"),
+    ("sep-out-missing-dir", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/no/such/o.wav"] + SEP, r"directory '.*no/such' does not exist"),
+    ("sep-out-readonly", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{RO}/o.wav"] + SEP, r"is not writable"),
+    ("sep-out-bad-ext", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.mp4"] + SEP, r"unsupported extension '.mp4'"),
+    ("sep-plot", ["separate", "{I}/stereo44.flac", "-q", "a dog", "-q", "noise", "-o", "{O}/o.wav", "--plot", "{O}/p.png"] + SEP, "ok"),
+    ("sep-device", ["separate", "{I}/mono.wav", "-q", "a dog", "-o", "{O}/o.wav", "--device", "tpu"] + SEP, r"--device 'tpu'"),
+    ("sep-usage", ["separate", "{I}/mono.wav", "-q", "a dog"] + SEP, r"required: -o"),
+    # generate
+    ("gen-ok", ["generate", "a dog", "-n", "2", "-o", "{O}/g.wav"] + GEN, "ok"),
+    ("gen-image", ["generate", "--image", "{I}/red.png", "-o", "{O}/g.flac"] + GEN, "ok"),
+    ("gen-steps-0", ["generate", "a dog", "-o", "{O}/g.wav", "-m", "{M}/sonic", "--steps", "0"], r"--steps: expected at least 1"),
+    ("gen-neg-guidance", ["generate", "a dog", "--guidance", "-1", "-o", "{O}/g.wav"] + GEN, r"--guidance: expected a scale >= 0"),
+    ("gen-n-0", ["generate", "a dog", "-n", "0", "-o", "{O}/g.wav"] + GEN, r"-n: expected at least 1"),
+    ("gen-empty", ["generate", "", "-o", "{O}/g.wav"] + GEN, r"TEXT: empty"),
+    ("gen-image-not-image", ["generate", "--image", "{I}/notimage.png", "-o", "{O}/g.wav"] + GEN, r"not an image"),
+    ("gen-wrong-task", ["generate", "a dog", "-o", "{O}/g.wav", "-m", "{M}/sep.zip"], r"a CLIPSep .* needs a CLIPSonic"),
+    ("gen-out-missing-dir", ["generate", "a dog", "-o", "{O}/nodir/g.wav"] + GEN, r"does not exist"),
+    ("gen-long-text", ["generate", "x" * 1000, "-o", "{O}/g.wav"] + GEN, "ok"),
+    # embed
+    ("emb-text", ["embed", "--text", "a dog", "-o", "{O}/e.npy", "-m", "{M}/sep.zip"], "ok"),
+    ("emb-video", ["embed", "--video", "{I}/av.mp4", "-o", "{O}/e.npy", "-m", "{M}/sep"], "ok"),
+    ("emb-unknown-clip", ["embed", "--text", "a dog", "-o", "{O}/e.npy", "--query_encoder", "clip", "--query_encoder_conf", "{model_name: no-such-clip-xyz}"], r"no-such-clip-xyz"),
+    ("emb-image-not-image", ["embed", "--image", "{I}/notimage.png", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"not an image"),
+    ("emb-video-no-frames", ["embed", "--video", "{I}/novideo.mp4", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"no video"),
+    ("emb-space", ["embed", "--text", " \t ", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"--text: empty or whitespace-only"),
+    ("emb-bad-out", ["embed", "--text", "a dog", "-o", "{O}/e.txt", "-m", "{M}/sep"], r"expected a .npy path"),
+    ("emb-missing-image", ["embed", "--image", "{I}/nope.png", "-o", "{O}/e.npy", "-m", "{M}/sep"], r"--image '.*nope.png': no such file"),
+    # info
+    ("info-zip", ["info", "{M}/sep.zip"], "ok"),
+    ("info-exp", ["info", "{M}/sonic"], "ok"),
+    ("info-missing", ["info", "{M}/none.zip"], r"no such file"),
+    ("info-corrupt", ["info", "{M}/corrupt"], r"cannot read checkpoint"),
+    ("info-not-zip", ["info", "{I}/red.png"], r"not a zip"),
+    ("info-no-config", ["info", "{I}"], r"no config.yaml"),
+]
+
+
+@pytest.mark.parametrize("name,argv,expected", CASES, ids=[c[0] for c in CASES])
+def test_cli_input(name, argv, expected, models, inputs, tmp_path, capsys, monkeypatch):
+    from espnet2_clip.bin import cli
+
+    if name == "sep-mp3" and not (inputs / "mono.mp3").exists():
+        pytest.skip("libsndfile without mp3")
+    monkeypatch.setenv("ESPNET2_CLIP_CACHE", str(models / "cache"))
+    out = tmp_path / "out"
+    out.mkdir()
+    subs = {"{M}": str(models), "{I}": str(inputs), "{O}": str(out), "{RO}": _readonly_dir(tmp_path)}
+    args = []
+    for a in argv:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        args.append(a)
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    err_lines = [line for line in captured.err.splitlines() if line.strip()]
+    if expected == "ok":
+        assert code == 0, captured.err
+        assert not any("error" in line for line in err_lines), captured.err
+        _check_output(name, out, inputs, models, captured)
+    else:
+        assert code not in (0, None), captured.err
+        assert len(err_lines) == 1, captured.err
+        assert "Traceback" not in captured.err
+        import re
+
+        assert re.search(r"error: ", err_lines[0]) and re.search(expected, err_lines[0]), err_lines[0]
+        assert sorted(p.name for p in out.rglob("*")) == [], "partial output left behind"
+
+
+def _check_output(name, out, inputs, models, captured):
+    files = sorted(out.iterdir())
+    if name.startswith("sep-"):
+        src = {"sep-silent": "silent.wav", "sep-8k": "rate8k.wav", "sep-192k": "rate192k.wav", "sep-6ch": "six.wav",
+               "sep-stereo-44k": "stereo44.flac", "sep-ogg": "mono.ogg", "sep-mp3": "mono.mp3",
+               "sep-plot": "stereo44.flac"}.get(name, "mono.wav")
+        ref = sf.info(str(inputs / src)) if name != "sep-video-soundtrack" else None
+        audio = [f for f in files if f.suffix != ".png"]
+        for f in audio:
+            est, fs = sf.read(f, always_2d=True)
+            assert np.isfinite(est).all()
+            if ref is not None:
+                assert fs == ref.samplerate and est.shape == (ref.frames, ref.channels), (f, est.shape)
+            else:
+                assert fs == 22050 and est.shape[1] == 2 and abs(est.shape[0] - 2 * 22050) < 2048
+        if name == "sep-silent":
+            assert np.abs(sf.read(audio[0])[0]).max() == 0 and "all zeros" in captured.err
+        if name == "sep-long-query":
+            assert "truncated" in captured.err
+        if name == "sep-negative":  # query + everything-except-query = the mixture
+            pos, neg = (sf.read(out / f"o_{n}.wav")[0] for n in ("a_dog", "not_a_dog"))
+            mix = sf.read(inputs / "mono.wav")[0]
+            np.testing.assert_allclose(pos + neg, mix, atol=1e-4)
+        if name == "sep-plot":
+            assert [f.name for f in files] == ["o_a_dog.wav", "o_noise.wav", "p.png"]
+            assert (out / "p.png").read_bytes()[:4] == b"\x89PNG"
+        if name == "sep-video-query":
+            assert [f.name for f in files] == ["o_a_dog.wav", "o_video_av.wav"]
+    elif name.startswith("gen-"):
+        want = ["g_0.wav", "g_1.wav"] if name == "gen-ok" else [f"g.{'flac' if name == 'gen-image' else 'wav'}"]
+        assert [f.name for f in files] == want
+        for f in files:
+            wave, fs = sf.read(f)
+            assert fs == SR and wave.shape == (CLIP,) and np.isfinite(wave).all()
+        if name == "gen-long-text":
+            assert "truncated" in captured.err
+    elif name.startswith("emb-"):
+        emb = np.load(out / "e.npy")
+        assert emb.dtype == np.float32 and np.isfinite(emb).all()
+        assert emb.shape == ((32,) if name == "emb-text" else (2, 32))
+    elif name == "info-zip":
+        assert "CLIPSep" in captured.out and "parameters:" in captured.out and "SDR | 7.5" in captured.out
+    elif name == "info-exp":
+        assert "CLIPSonic" in captured.out and "no RESULTS.md" in captured.out
+
+
+def test_stereo_output_is_each_channel_masked_by_the_downmix_mask(models, tiny_clip_dir):
+    """The API: a stereo input gives a stereo output whose channels are the channels masked with
+    the mono downmix's mask (a list of queries is one batch; a path works as input)."""
+    from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+
+    sep = TextQueriedSeparation(models / "sep" / "config.yaml", models / "sep" / "valid.loss.best.pth")
+    rng = np.random.default_rng(5)
+    left = rng.standard_normal(CLIP * 2).astype(np.float32) * 0.1
+    stereo = np.stack([left, 0.5 * left], 1)  # right = left / 2: masks of the downmix are left's
+    out = sep(stereo, SR, ["a dog", "noise"])
+    assert out.shape == (2, CLIP * 2, 2)
+    mono = sep(left, SR, "a dog")
+    np.testing.assert_allclose(out[0, :, 0], mono, atol=1e-5)
+    np.testing.assert_allclose(out[0, :, 1], 0.5 * mono, atol=1e-5)
+
+
+def test_console_script_help_has_an_example_per_subcommand():
+    """``python -m espnet2_clip.bin.cli <cmd> --help`` (what the console script runs)."""
+    for cmd in ("separate", "generate", "embed", "info"):
+        proc = subprocess.run([sys.executable, "-m", "espnet2_clip.bin.cli", cmd, "--help"],
+                              capture_output=True, text=True, env=dict(os.environ), timeout=120)
+        assert proc.returncode == 0 and "Example" in proc.stdout and f"espnet2-clip {cmd}" in proc.stdout
