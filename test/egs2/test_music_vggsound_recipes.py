@@ -330,7 +330,9 @@ def test_bert_label_embeddings(tmp_path):
     bert = _tiny_bert(tmp_path)
     label = tmp_path / "label"
     label.write_text("a dog barking\nb rain\nc dog barking\n")
-    cmd = [sys.executable, "-m", "espnet2_clip.bin.query_embed", "--model", str(bert), "--input", str(label), "--output_dir",
+    cmd = [sys.executable, "-m", "espnet2_clip.bin.query_embed", "--mode", "text", "--query_encoder", "bert",
+           "--query_encoder_conf", f"model_name_or_path={bert}", "--text_prompt", "none", "--input_scp", str(label),
+           "--output_dir",
            str(tmp_path / "out"), "--output_scp", str(tmp_path / "q.scp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -352,7 +354,8 @@ def test_bertsep_uses_one_embedding_per_label_at_training_and_test(tmp_path, mon
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     bert = _tiny_bert(tmp_path)
     (tmp_path / "label").write_text("a dog barking\nb playing violin\n")
-    cmd = [sys.executable, "-m", "espnet2_clip.bin.query_embed", "--model", str(bert), "--input",
+    # the deprecated entry point (kept for one release) runs query_embed with the same result
+    cmd = [sys.executable, "-m", "espnet2_clip.bin.extract_bert_embeddings", "--model", str(bert), "--input",
            str(tmp_path / "label"), "--output_dir", str(tmp_path / "out"), "--output_scp", str(tmp_path / "q.scp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
