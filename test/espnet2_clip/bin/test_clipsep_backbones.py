@@ -16,6 +16,16 @@ BACKBONES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run on one thread: on a busy 2-core machine, OpenMP waits make the many small ops
+    of an RNN separator 100x slower with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_clips(root, num=8):
     """Tones and noise bursts (3 s) with per-frame query embeddings that tell the two kinds apart."""
     rng = np.random.default_rng(0)

@@ -26,6 +26,16 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run on one thread: on a busy 2-core machine, OpenMP waits make the many small ops
+    of an RNN separator 100x slower with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
