@@ -47,3 +47,15 @@ def tiny_clip_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_clip")
     save_open_clip_dir(model.eval(), TINY_CLIP_CONFIG, out)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on one thread: on a busy 2-core machine, OpenMP waits make the many small ops of an
+    RNN 100x slower with two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -38,6 +38,18 @@ Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL ima
 OUTPUT_LENGTHS = ("input", "istft")
 
 
+def is_query_batch(query: Any, query_kind: Optional[str]) -> bool:
+    """Whether ``query`` is a list of queries (one batch) rather than one query that is a list: the
+    frames of one image query (a list of images; a batch of frame queries is a list of such lists)."""
+    if not isinstance(query, list):
+        return False
+    if query_kind == "frames":
+        return all(isinstance(item, (list, tuple)) for item in query)
+    if query_kind is None:  # texts, embeddings or frame lists batch; a list of images is one query
+        return all(isinstance(item, (str, list, tuple, np.ndarray, torch.Tensor)) for item in query)
+    return True
+
+
 class TextQueriedSeparation:
     """Separate the source described by a text (or image, or embedding) query from a mixture."""
 
@@ -146,7 +158,7 @@ class TextQueriedSeparation:
             wave = wave.T if multichannel else wave[None]  # (C, N)
         if fs is None:
             raise ValueError("fs (the sample rate of the mixture) is required for an array input")
-        batched = isinstance(query, list)
+        batched = is_query_batch(query, query_kind)
         queries = query if batched else [query]
         negatives = list(negative) if isinstance(negative, (list, tuple)) else [bool(negative)] * len(queries)
         embs = self.embed_queries(queries, query_kind)

@@ -170,8 +170,8 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         set_encoder_opts "${config}"
         extra=("${encoder_opts[@]}")
         if [ "${train_query}" = label ]; then  # the label table: queried by label text after packing
-            extra+=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")" --query_encoder label
-                    --query_encoder_conf "{vocab: ${dump_dir}/label_vocab}")
+            extra=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")" --query_encoder label
+                   --query_encoder_conf "{vocab: ${dump_dir}/label_vocab}")
         fi
         launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsep_train \
             --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args}
