@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from shared_helpers import markdown_table
 
 from espnet2_clip.utils.fileio import read_scp
 
@@ -409,26 +410,13 @@ def vggsound_results(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
     return recipe, proc.stdout + proc.stderr
 
 
-def _table1(text):
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| System"))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
-    return header, rows
-
-
 @pytest.mark.slow
 def test_vggsound_results_are_table1_on_both_test_sets(vggsound_results):
     """VGGSound-trained models scored on VGGSound-Clean+ and MUSIC+, in the paper's Table 1 layout with
     every paper cell beside ours; LabelSep has no MUSIC+ cell (its labels are VGGSound's)."""
     recipe, out = vggsound_results
     text = (recipe / "RESULTS.md").read_text()
-    header, rows = _table1(text)
+    header, rows = markdown_table(text)
     assert header == ["System", "VGGSound-Clean+ mean SDR ± s.e.", "paper", "VGGSound-Clean+ median SDR", "paper",
                       "MUSIC+ mean SDR ± s.e.", "paper", "MUSIC+ median SDR", "paper"]
     assert list(rows)[:7] == ["Mixture", "CLIPSep (text-queried)", "CLIPSep (image-queried)", "BERTSep (text-queried)",

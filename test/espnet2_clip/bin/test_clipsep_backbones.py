@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
+from shared_helpers import write_clips
 
 SR = 16000
 CLIP = 4095  # 64 STFT frames with hop 64
@@ -17,24 +17,6 @@ BACKBONES = {
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def write_clips(root, num=8):
-    """Tones and noise bursts (3 s) with per-frame query embeddings that tell the two kinds apart."""
-    rng = np.random.default_rng(0)
-    wav, query = [], []
-    t = np.arange(3 * SR) / SR
-    for i in range(num):
-        if i % 2:
-            x = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t)
-        else:
-            x = 0.3 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 2 * t) > 0)
-        sf.write(root / f"c{i}.wav", x.astype(np.float32), SR)
-        np.save(root / f"c{i}.npy", (rng.standard_normal((3, 32)) + (i % 2) * 3).astype(np.float32))
-        wav.append(f"c{i} {root / f'c{i}.wav'}\n")
-        query.append(f"c{i} {root / f'c{i}.npy'}\n")
-    (root / "wav.scp").write_text("".join(wav))
-    (root / "query.scp").write_text("".join(query))
 
 
 @pytest.fixture(scope="module")

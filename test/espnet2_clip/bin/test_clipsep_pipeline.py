@@ -7,27 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from shared_helpers import write_clips
 
 SR = 16000
 CLIP = 4095  # 64 STFT frames with hop 64
-
-
-def write_clips(root, num=8):
-    """Two kinds of sources (tone / noise burst), 3 s each, with per-frame query embeddings."""
-    rng = np.random.default_rng(0)
-    lines = {"wav": [], "query": [], "text": []}
-    for i in range(num):
-        t = np.arange(3 * SR) / SR
-        if i % 2:
-            x = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t)
-        else:
-            x = 0.3 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 2 * t) > 0)
-        sf.write(root / f"c{i}.wav", x.astype(np.float32), SR)
-        np.save(root / f"c{i}.npy", (rng.standard_normal((3, 32)) + (i % 2) * 3).astype(np.float32))
-        lines["wav"].append(f"c{i} {root / f'c{i}.wav'}\n")
-        lines["query"].append(f"c{i} {root / f'c{i}.npy'}\n")
-    (root / "wav.scp").write_text("".join(lines["wav"]))
-    (root / "query.scp").write_text("".join(lines["query"]))
 
 
 def write_test_mixtures(root, num=3):

@@ -7,26 +7,12 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from shared_helpers import write_clips
 
 SR = 16000
 CLIP = 4095  # 64 mel frames with hop 64
 MEL = {"fs": SR, "n_fft": 256, "hop_length": 64, "n_mels": 16, "fmin": 0, "fmax": 8000}
 UNET = {"cond_dim": 32, "channels": [8, 16], "attention_levels": [1], "num_heads": 2, "emb_dim": 32, "groups": 4}
-
-
-def write_clips(root, num=6):
-    """Tones / noise bursts, 3 s each, with per-frame (3, 32) embeddings."""
-    rng = np.random.default_rng(0)
-    wav, query = [], []
-    for i in range(num):
-        t = np.arange(3 * SR) / SR
-        x = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t) if i % 2 else 0.3 * rng.standard_normal(len(t))
-        sf.write(root / f"c{i}.wav", x.astype(np.float32), SR)
-        np.save(root / f"c{i}.npy", (rng.standard_normal((3, 32)) + (i % 2) * 3).astype(np.float32))
-        wav.append(f"c{i} {root / f'c{i}.wav'}\n")
-        query.append(f"c{i} {root / f'c{i}.npy'}\n")
-    (root / "wav.scp").write_text("".join(wav))
-    (root / "query.scp").write_text("".join(query))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +22,7 @@ def trained(tmp_path_factory, tiny_clip_dir):
     root = tmp_path_factory.mktemp("clipsonic")
     data = root / "data"
     data.mkdir()
-    write_clips(data)
+    write_clips(data, num=6, bursts=False)
     config = {
         "mel_conf": MEL,
         "unet_conf": UNET,

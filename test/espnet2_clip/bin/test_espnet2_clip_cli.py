@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from shared_helpers import write_clips
 
 SR = 16000
 CLIP = 4095
@@ -21,17 +22,7 @@ def _clip_conf(tiny_clip_dir):
 
 
 def _train_data(root, key):
-    rng = np.random.default_rng(0)
-    wav, query = [], []
-    for i in range(4):
-        t = np.arange(2 * SR) / SR
-        x = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t) if i % 2 else 0.3 * rng.standard_normal(len(t))
-        sf.write(root / f"c{i}.wav", x.astype(np.float32), SR)
-        np.save(root / f"c{i}.npy", (rng.standard_normal((3, 32)) + (i % 2) * 3).astype(np.float32))
-        wav.append(f"c{i} {root / f'c{i}.wav'}\n")
-        query.append(f"c{i} {root / f'c{i}.npy'}\n")
-    (root / "wav.scp").write_text("".join(wav))
-    (root / "query.scp").write_text("".join(query))
+    write_clips(root, num=4, seconds=2.0, bursts=False)
     args = []
     for mode in ("train", "valid"):
         args += [f"--{mode}_data_path_and_name_and_type", f"{root}/wav.scp,{key},sound",

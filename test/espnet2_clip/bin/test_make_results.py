@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared_helpers import markdown_table
 
 from espnet2_clip.bin.make_results import load_paper_results, main, parse_test_sets
 from espnet2_clip.metrics.stats import summarize_scores
@@ -24,17 +25,9 @@ def _scored(exp, tag, query, sdrs, test_set="test_mix", head="query", train_quer
 
 
 def _rows(text, header_start="| System"):
-    """{row name: cells} of the first table whose header starts with ``header_start``."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows[cells[0]] = dict(zip(header[1:], cells[1:])) | {"_cells": cells[1:]}
-    return header, rows
+    """{row name: {column: cell, "_cells": cells}} of the first table whose header starts with ``header_start``."""
+    header, rows = markdown_table(text, header_start)
+    return header, {name: dict(zip(header[1:], cells)) | {"_cells": cells} for name, cells in rows.items()}
 
 
 def test_table1_layout_two_test_sets_with_the_paper_beside_each_cell(tmp_path):
