@@ -8,6 +8,7 @@ Examples::
     espnet2-clip generate "a dog barking" -n 2 --steps 25 -o dog.wav -m user/clipsonic
     espnet2-clip embed --text "a dog barking" -o dog.npy -m clipsep.zip
     espnet2-clip info clipsep.zip
+    espnet2-clip demo -m clipsep.zip --inputs examples/ -q "a violin" -o site/
 
 ``--model_tag`` (``-m``) is a packed zip (``espnet2.bin.pack``), an exp dir (config.yaml and a .pth) or a
 Hugging Face id (user/name). Every bad input ends with one line ``espnet2-clip <cmd>: error: ...``
@@ -391,6 +392,89 @@ def _all_or_nothing(paths: Sequence[Path]):
     return ctx()
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    """A static demo page (``index.html``, ``audio/``, ``img/``) of a model on a directory of inputs."""
+    from espnet2_clip.utils import demo_inputs
+    from espnet2_clip.utils.audio_io import AudioReader
+    from espnet2_clip.utils.demo_page import check_site_dir, write_site
+
+    check_site_dir(args.output)
+    if not args.max_seconds > 0:
+        raise CLIError(f"--max_seconds: expected a length > 0, got {args.max_seconds}")
+    for text in args.query:
+        check_text(text, "-q")
+    task = resolve_model(args.model).task
+    if task == "separate":
+        items = demo_inputs.read_separation_inputs(args.inputs, args.query)
+        for item in items:  # unreadable inputs fail before the model is loaded
+            with AudioReader(item.path, "--inputs"):
+                pass
+        sep = load_model(args.model, "separate", args.device)
+        demo_inputs.check_queries(items, sep.model.head.needs_query, args.model)
+        page = _separation_demo(sep, items, args)
+    else:
+        prompts = demo_inputs.read_prompts(args.inputs, args.query)
+        if args.num < 1:
+            raise CLIError(f"-n: expected at least 1 clip per prompt, got {args.num}")
+        if args.steps < 1:
+            raise CLIError(f"--steps: expected at least 1 sampling step, got {args.steps}")
+        if not args.guidance >= 0:
+            raise CLIError(f"--guidance: expected a scale >= 0 (1: no guidance), got {args.guidance}")
+        t2a = load_model(args.model, "generate", args.device)
+        page = _generation_demo(t2a, prompts, args)
+    print(write_site(page, args.output, max_seconds=args.max_seconds))
+
+
+def _separation_demo(sep, items, args: argparse.Namespace):
+    """One example per recording: the mixture (its first ``--max_seconds``), then per query the
+    estimate and the reference where ``queries.tsv`` names one."""
+    from espnet2_clip.utils.audio_io import AudioReader
+    from espnet2_clip.utils.demo_page import DemoClip, DemoExample, DemoPage, DemoRow, DemoSection
+
+    examples = []
+    for item in items:
+        with AudioReader(item.path, "--inputs") as reader:
+            frames = min(reader.frames, int(args.max_seconds * reader.samplerate))
+            wave, fs, total = reader.read(0, frames).T, reader.samplerate, reader.frames / reader.samplerate
+        wave = wave[:, 0] if wave.shape[1] == 1 else wave
+        texts = [text for text, _ in item.queries]
+        for text in texts:
+            warn_if_truncated(sep.query_encoder, text, "-q")
+        logger.info(f"{item.path}: {len(texts) or 'no'} queries")
+        est = sep(wave, fs, texts if texts else None)
+        if texts:
+            rows = [DemoRow(text, [DemoClip("estimate", e, fs)] + ([DemoClip("reference", ref)] if ref else []))
+                    for (text, ref), e in zip(item.queries, est)]
+        else:  # non-queried: every output of the model
+            rows = [DemoRow(f"output {i + 1}", [DemoClip("estimate", e, fs)]) for i, e in enumerate(est)]
+        cut = f"the first {frames / fs:.1f} s of " if frames < reader.frames else ""
+        examples.append(DemoExample(item.path.name, clips=[DemoClip("mixture", wave, fs)], rows=rows,
+                                    note=f"{cut}{total:.1f} s, {fs} Hz, {1 if wave.ndim == 1 else wave.shape[1]} ch"))
+    notes = [f"model: {args.model} (CLIPSep, text-queried separation)",
+             "estimates: the model's masks applied to the mixture (at its rate and channels)"]
+    return DemoPage(args.title or "Text-queried sound separation", [DemoSection("Examples", examples)], notes)
+
+
+def _generation_demo(t2a, prompts: Sequence[str], args: argparse.Namespace):
+    """One example per prompt: ``-n`` clips (seeds seed, seed+1, ...)."""
+    from espnet2_clip.utils.demo_page import DemoClip, DemoExample, DemoPage, DemoRow, DemoSection
+
+    examples = []
+    seeds = [args.seed + i for i in range(args.num)]
+    for number, prompt in enumerate(prompts, 1):
+        warn_if_truncated(t2a.query_encoder, prompt, "-q")
+        logger.info(f"prompt {number}/{len(prompts)}: {prompt!r}")
+        waves = t2a.generate([prompt] * args.num, guidance_scale=args.guidance, num_steps=args.steps, seeds=seeds,
+                             query_kinds=["text"] * args.num)
+        row = DemoRow(f"{t2a.variant}, w = {args.guidance:g}",
+                      [DemoClip(f"seed {s}", w, t2a.sample_rate) for s, w in zip(seeds, waves)])
+        examples.append(DemoExample(f"Prompt {number}", query=prompt, rows=[row]))
+    vocoder = "HiFi-GAN" if getattr(t2a, "vocoder", None) is not None else "Griffin-Lim"
+    notes = [f"model: {args.model} (CLIPSonic, text-to-audio; text queries: {t2a.variant})",
+             f"{args.steps} DDIM steps, guidance scale {args.guidance:g}, vocoder {vocoder}"]
+    return DemoPage(args.title or "Text-to-audio generation", [DemoSection("Examples", examples)], notes)
+
+
 def cmd_embed(args: argparse.Namespace) -> None:
     """Embed a text, an image or a video's frames into .npy (as the recipes store them)."""
     from espnet2_clip.query.choices import build_query_encoder
@@ -489,7 +573,7 @@ def _common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
 def get_parser() -> argparse.ArgumentParser:
     """The ``espnet2-clip`` parser with its subcommands."""
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{separate,generate,embed,info}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{separate,generate,embed,info,demo}")
     raw = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser("separate", help="Separate what text/image queries describe", formatter_class=raw,
@@ -547,6 +631,28 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"Model: {EXPECTED_MODEL}")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="Write a static demo page (audio players, spectrograms)", formatter_class=raw,
+                       description="A static HTML page like the papers' demo pages: index.html, audio/*.wav and "
+                       "img/*.png with relative links only (works offline; a rerun replaces the site).\n"
+                       "CLIPSep: every audio/video file in --inputs DIR is an example; its queries are the -q "
+                       "texts and DIR/queries.tsv lines 'FILE<TAB>QUERY[<TAB>REFERENCE]' (paths relative to DIR).\n"
+                       "CLIPSonic: prompts from -q and DIR/prompts.txt (one per line); -n clips each.\n\n"
+                       "Example:\n  espnet2-clip demo -m clipsep.zip --inputs examples/ -q 'a violin' -o site/\n"
+                       "  espnet2-clip demo -m clipsonic.zip -q 'a dog barking' -q 'rain' -n 2 -o site/\n"
+                       "  -> site/index.html (open it, or serve it: python -m http.server -d site)")
+    p.add_argument("--inputs", help="Directory of audio/video files (+ queries.tsv), or of prompts.txt")
+    p.add_argument("-q", "--query", action="append", default=[],
+                   help="Text query of every input (CLIPSep) or a prompt (CLIPSonic); repeatable")
+    p.add_argument("-o", "--output", required=True, help="Site directory (new, empty, or a site to replace)")
+    p.add_argument("--title", default=None, help="Page title")
+    p.add_argument("--max_seconds", type=float, default=20.0, help="Show (and separate) the first seconds of each input")
+    p.add_argument("-n", "--num", type=int, default=2, help="CLIPSonic: clips per prompt (seeds seed, seed+1, ...)")
+    p.add_argument("--guidance", type=float, default=3.0, help="CLIPSonic: classifier-free guidance scale >= 0")
+    p.add_argument("--steps", type=int, default=25, help="CLIPSonic: DDIM steps >= 1")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from demo_page_helpers import check_site_in_browser, parse_page
 from shared_helpers import write_clips
 
 SR = 16000
@@ -122,6 +123,30 @@ def inputs(tmp_path_factory):
     return d
 
 
+DEMO_QUERY = '<b>a violin</b> & "its bow"'
+
+
+@pytest.fixture(scope="module")
+def demo_dirs(tmp_path_factory, inputs):
+    """Inputs dirs of ``espnet2-clip demo``: a good one (mono 16 kHz wav with a reference in refs/ and
+    an HTML-like query in queries.tsv, stereo 44.1 kHz flac, a video's soundtrack), an empty one, one
+    with an unreadable recording."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("demo_inputs")
+    good, empty, corrupt = root / "good", root / "empty", root / "corrupt"
+    for d in (good, empty, corrupt, good / "refs"):
+        d.mkdir()
+    shutil.copy(inputs / "mono.wav", good / "mix1.wav")
+    sf.write(good / "mix2.flac", np.random.default_rng(1).uniform(-0.3, 0.3, (2 * 44100, 2)), 44100)
+    shutil.copy(inputs / "av.mp4", good / "clip.mp4")
+    shutil.copy(inputs / "mono.wav", good / "refs" / "violin.wav")
+    (good / "queries.tsv").write_text(f"mix1.wav\t{DEMO_QUERY}\trefs/violin.wav\n")
+    shutil.copy(inputs / "mono.wav", corrupt / "a.wav")
+    shutil.copy(inputs / "text.wav", corrupt / "b.wav")
+    return root
+
+
 def _readonly_dir(tmp_path):
     if os.geteuid() == 0:  # root writes through permission bits: use a directory no one can write to
         return "/sys/fs"
@@ -199,11 +224,27 @@ CASES = [
     ("info-corrupt", ["info", "{M}/corrupt"], r"cannot read checkpoint"),
     ("info-not-zip", ["info", "{I}/red.png"], r"not a zip"),
     ("info-no-config", ["info", "{I}"], r"no config.yaml"),
+    # demo
+    ("demo-sep", ["demo", "--inputs", "{D}/good", "-q", "a dog", "-o", "{O}/site", "--max_seconds", "1"] + SEP, "ok"),
+    ("demo-gen", ["demo", "-q", "a dog", "-q", DEMO_QUERY, "-n", "2", "-o", "{O}/site"] + GEN, "ok"),
+    ("demo-empty-inputs", ["demo", "--inputs", "{D}/empty", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs '.*empty': no audio or video files"),
+    ("demo-unknown-type", ["demo", "--inputs", "{I}", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs '.*notimage.png': unknown file type '.png'"),
+    ("demo-missing-inputs", ["demo", "--inputs", "{D}/nope", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs '.*nope': no such directory"),
+    ("demo-no-inputs", ["demo", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs: required for a CLIPSep model"),
+    ("demo-unreadable-input", ["demo", "--inputs", "{D}/corrupt", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs '.*b.wav': not readable audio"),
+    ("demo-no-query", ["demo", "--inputs", "{D}/good", "-o", "{O}/site"] + SEP, r"clip.mp4': no query; give -q TEXT"),
+    ("demo-out-readonly", ["demo", "--inputs", "{D}/good", "-q", "a dog", "-o", "{RO}/site"] + SEP, r"-o '.*site': directory .* is not writable"),
+    ("demo-out-missing-dir", ["demo", "--inputs", "{D}/good", "-q", "a dog", "-o", "{O}/no/site"] + SEP, r"directory '.*no' does not exist"),
+    ("demo-out-not-a-site", ["demo", "--inputs", "{D}/good", "-q", "a dog", "-o", "{I}"] + SEP, r"a non-empty directory that is not a demo site"),
+    ("demo-max-seconds", ["demo", "--inputs", "{D}/good", "-q", "a dog", "-o", "{O}/site", "--max_seconds", "0"] + SEP, r"--max_seconds: expected a length > 0"),
+    ("demo-gen-audio-inputs", ["demo", "--inputs", "{D}/good", "-o", "{O}/site"] + GEN, r"a CLIPSonic model takes text prompts"),
+    ("demo-gen-no-prompt", ["demo", "-o", "{O}/site"] + GEN, r"no prompt: give -q TEXT"),
+    ("demo-gen-n-0", ["demo", "-q", "a dog", "-n", "0", "-o", "{O}/site"] + GEN, r"-n: expected at least 1"),
 ]
 
 
 @pytest.mark.parametrize("name,argv,expected", CASES, ids=[c[0] for c in CASES])
-def test_cli_input(name, argv, expected, models, inputs, tmp_path, capsys, monkeypatch):
+def test_cli_input(name, argv, expected, models, inputs, demo_dirs, tmp_path, capsys, monkeypatch):
     from espnet2_clip.bin import cli
 
     if name == "sep-mp3" and not (inputs / "mono.mp3").exists():
@@ -211,7 +252,8 @@ def test_cli_input(name, argv, expected, models, inputs, tmp_path, capsys, monke
     monkeypatch.setenv("ESPNET2_CLIP_CACHE", str(models / "cache"))
     out = tmp_path / "out"
     out.mkdir()
-    subs = {"{M}": str(models), "{I}": str(inputs), "{O}": str(out), "{RO}": _readonly_dir(tmp_path)}
+    subs = {"{M}": str(models), "{I}": str(inputs), "{O}": str(out), "{RO}": _readonly_dir(tmp_path),
+            "{D}": str(demo_dirs)}
     args = []
     for a in argv:
         for k, v in subs.items():
@@ -239,7 +281,9 @@ def test_cli_input(name, argv, expected, models, inputs, tmp_path, capsys, monke
 
 def _check_output(name, out, inputs, models, captured):
     files = sorted(out.iterdir())
-    if name.startswith("sep-"):
+    if name.startswith("demo-"):
+        _check_demo_site(name, out / "site", captured)
+    elif name.startswith("sep-"):
         src = {"sep-silent": "silent.wav", "sep-8k": "rate8k.wav", "sep-192k": "rate192k.wav", "sep-6ch": "six.wav",
                "sep-stereo-44k": "stereo44.flac", "sep-ogg": "mono.ogg", "sep-mp3": "mono.mp3",
                "sep-plot": "stereo44.flac"}.get(name, "mono.wav")
@@ -283,6 +327,33 @@ def _check_output(name, out, inputs, models, captured):
         assert "CLIPSonic" in captured.out and "no RESULTS.md" in captured.out
 
 
+def _check_demo_site(name, site, captured):
+    """The page of ``demo-sep`` / ``demo-gen``: its examples, players, spectrograms and references,
+    the audio itself, and a headless browser that plays every player."""
+    assert captured.out.strip() == str(site / "index.html")
+    page = parse_page(site)
+    if name == "demo-sep":
+        # clip.mp4: "a dog"; mix1.wav: mixture, "a dog", DEMO_QUERY + its reference; mix2.flac: "a dog"
+        assert page.examples == [{"audio": 2, "img": 2}, {"audio": 4, "img": 4}, {"audio": 2, "img": 2}]
+        assert page.headings == ["a dog", "a dog", DEMO_QUERY, "a dog"]
+        mix, est, ref = (sf.read(site / page.audio[i]) for i in (2, 3, 5))
+        assert "reference" in page.audio[5] and "estimate" in page.audio[4]
+        assert mix[1] == est[1] == SR and len(mix[0]) == len(est[0]) == SR  # the first --max_seconds 1
+        assert not np.allclose(est[0], mix[0], atol=1e-3)  # the model's estimate, not the mixture again
+        stereo, fs = sf.read(site / page.audio[6])
+        assert fs == 44100 and stereo.shape == (44100, 2)
+        assert sf.read(site / page.audio[0])[1] == 22050  # the video's soundtrack at its own rate
+    else:
+        assert page.examples == [{"audio": 2, "img": 2}, {"audio": 2, "img": 2}]
+        clips = [sf.read(site / src) for src in page.audio]
+        assert all(fs == SR and wave.shape == (CLIP,) for wave, fs in clips)
+        assert not np.allclose(clips[0][0], clips[1][0])  # seeds 0 and 1 differ
+    text = (site / "index.html").read_text(encoding="utf-8")
+    assert "<b>a violin</b>" not in text and "&lt;b&gt;a violin&lt;/b&gt; &amp; &quot;its bow&quot;" in text
+    shown = check_site_in_browser(site, site.parent.parent / "profile")["text"]
+    assert DEMO_QUERY in shown and "a dog" in shown
+
+
 def test_stereo_output_is_each_channel_masked_by_the_downmix_mask(models, tiny_clip_dir):
     """The API: a stereo input gives a stereo output whose channels are the channels masked with
     the mono downmix's mask (a list of queries is one batch; a path works as input)."""
@@ -301,7 +372,7 @@ def test_stereo_output_is_each_channel_masked_by_the_downmix_mask(models, tiny_c
 
 def test_console_script_help_has_an_example_per_subcommand():
     """``python -m espnet2_clip.bin.cli <cmd> --help`` (what the console script runs)."""
-    for cmd in ("separate", "generate", "embed", "info"):
+    for cmd in ("separate", "generate", "embed", "info", "demo"):
         proc = subprocess.run([sys.executable, "-m", "espnet2_clip.bin.cli", cmd, "--help"],
                               capture_output=True, text=True, env=dict(os.environ), timeout=120)
         assert proc.returncode == 0 and "Example" in proc.stdout and f"espnet2-clip {cmd}" in proc.stdout

@@ -2,13 +2,12 @@
 (espnet2_clip/utils/demo_inputs.py): what the site holds, that it is written all or nothing, that text
 is escaped, and that it works in a real headless browser."""
 
-import html.parser
 import os
 
 import numpy as np
 import pytest
 import soundfile as sf
-from browser_helpers import check_site_in_browser
+from demo_page_helpers import check_site_in_browser, parse_page
 
 from espnet2_clip.utils.demo_inputs import check_queries, read_prompts, read_separation_inputs
 from espnet2_clip.utils.demo_page import (GENERATOR, DemoClip, DemoExample, DemoImage, DemoPage, DemoRow,
@@ -16,34 +15,6 @@ from espnet2_clip.utils.demo_page import (GENERATOR, DemoClip, DemoExample, Demo
 
 SR = 16000
 NASTY = 'a <b>"violin"</b> & <script>alert(1)</script>'
-
-
-class PageParser(html.parser.HTMLParser):
-    """Counts of what a demo page holds: examples, audio players, images (per example)."""
-
-    def __init__(self):
-        super().__init__()
-        self.examples, self.audio, self.images, self.scripts, self.external = [], [], [], 0, []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "article":
-            self.examples.append({"audio": 0, "img": 0})
-        elif tag in ("audio", "img"):
-            self.examples[-1][tag] += 1
-            (self.audio if tag == "audio" else self.images).append(attrs["src"])
-        elif tag == "script":
-            self.scripts += 1
-        for key in ("src", "href"):
-            value = attrs.get(key)
-            if value and (":" in value.split("/")[0] and not value.startswith("data:") or value.startswith("/")):
-                self.external.append(value)
-
-
-def parse(site):
-    parser = PageParser()
-    parser.feed((site / "index.html").read_text(encoding="utf-8"))
-    return parser
 
 
 def tone(freq, seconds=1.0, channels=1):
@@ -72,9 +43,10 @@ def test_site_layout_media_and_escaping(page, tmp_path):
     index = write_site(page, tmp_path / "site")
     site = tmp_path / "site"
     assert index == site / "index.html"
-    parsed = parse(site)
+    parsed = parse_page(site)
     assert parsed.examples == [{"audio": 4, "img": 4}, {"audio": 2, "img": 3}]
     assert parsed.scripts == 0 and parsed.external == []  # offline: nothing from elsewhere
+    assert parsed.headings == [NASTY, "a piano", "PD, w = 3"]
     assert sorted(p.name for p in (site / "audio").iterdir()) == sorted(s.split("/")[1] for s in parsed.audio)
     assert all((site / src).is_file() for src in parsed.audio + parsed.images)
     text = index.read_text(encoding="utf-8")
@@ -94,7 +66,7 @@ def test_site_layout_media_and_escaping(page, tmp_path):
 
 def test_max_seconds_cuts_every_clip(page, tmp_path):
     write_site(page, tmp_path / "site", max_seconds=0.25)
-    for src in parse(tmp_path / "site").audio:
+    for src in parse_page(tmp_path / "site").audio:
         assert sf.info(str(tmp_path / "site" / src)).frames == SR // 4
 
 
@@ -104,7 +76,7 @@ def test_rerun_replaces_the_site_and_other_dirs_are_refused(page, tmp_path):
     (site / "audio" / "stale.wav").write_bytes(b"old")
     page.sections = page.sections[:1]
     write_site(page, site)
-    assert not (site / "audio" / "stale.wav").exists() and len(parse(site).examples) == 1
+    assert not (site / "audio" / "stale.wav").exists() and len(parse_page(site).examples) == 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no build dirs left
     other = tmp_path / "mine"
     other.mkdir()
@@ -237,12 +209,12 @@ def test_prompts(tmp_path):
 
 
 def test_browser_tests_skip_without_a_browser_unless_required(monkeypatch):
-    import browser_helpers
+    import demo_page_helpers
 
-    monkeypatch.setattr(browser_helpers, "CHROMIUM", "/nonexistent/chromium")
-    monkeypatch.delenv(browser_helpers.REQUIRE_ENV, raising=False)
+    monkeypatch.setattr(demo_page_helpers, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv(demo_page_helpers.REQUIRE_ENV, raising=False)
     with pytest.raises(pytest.skip.Exception, match="needs /nonexistent/chromium"):
-        browser_helpers.require_browser()
-    monkeypatch.setenv(browser_helpers.REQUIRE_ENV, "1")
+        demo_page_helpers.require_browser()
+    monkeypatch.setenv(demo_page_helpers.REQUIRE_ENV, "1")
     with pytest.raises(pytest.fail.Exception, match="ESPNET2_CLIP_REQUIRE_BROWSER=1 but"):
-        browser_helpers.require_browser()
+        demo_page_helpers.require_browser()

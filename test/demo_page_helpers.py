@@ -1,5 +1,7 @@
-"""A real headless browser for the demo-page tests: Debian's Chromium driven by selenium, the site
-served over http://127.0.0.1 by a threaded ``http.server`` (a ``file://`` page may not play media).
+"""Checks of a demo site shared by the demo-page tests: what its index.html holds (:func:`parse_page`)
+and how it behaves in a real headless browser (:func:`check_site_in_browser`: Debian's Chromium driven
+by selenium, the site served over http://127.0.0.1 by a threaded ``http.server``; a ``file://`` page
+may not play media).
 
 Without ``/usr/bin/chromium``, ``/usr/bin/chromedriver`` or selenium the tests skip, saying what is
 missing, unless ``ESPNET2_CLIP_REQUIRE_BROWSER=1`` (CI): then they fail. Nothing touches the network:
@@ -9,6 +11,7 @@ component updates and sync are off.
 
 import contextlib
 import functools
+import html.parser
 import http.server
 import importlib.util
 import os
@@ -48,6 +51,54 @@ Promise.all(audios.map((a) => new Promise((resolve) => {
   if (a.readyState >= 3) { play(); } else { a.addEventListener('canplay', play, {once: true}); }
 }))).then(done);
 """
+
+
+class PageParser(html.parser.HTMLParser):
+    """What a demo page holds: per example (``<article>``) its audio players and images, every
+    media ``src``, the row headings, scripts, and links that leave the site."""
+
+    def __init__(self):
+        super().__init__()
+        self.examples: List[Dict[str, int]] = []
+        self.audio: List[str] = []
+        self.images: List[str] = []
+        self.headings: List[str] = []
+        self.scripts = 0
+        self.external: List[str] = []
+        self._in_heading = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "article":
+            self.examples.append({"audio": 0, "img": 0})
+        elif tag in ("audio", "img"):
+            self.examples[-1][tag] += 1
+            (self.audio if tag == "audio" else self.images).append(attrs["src"])
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "div" and attrs.get("class") == "heading":
+            self._in_heading = True
+            self.headings.append("")
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            if value.startswith("/") or ("://" in value) or (value and ":" in value.split("/")[0]
+                                                               and not value.startswith("data:")):
+                self.external.append(value)
+
+    def handle_endtag(self, tag):
+        if tag == "div":
+            self._in_heading = False
+
+    def handle_data(self, data):
+        if self._in_heading:
+            self.headings[-1] += data
+
+
+def parse_page(site: Path) -> PageParser:
+    """The parsed ``site/index.html``."""
+    parser = PageParser()
+    parser.feed((site / "index.html").read_text(encoding="utf-8"))
+    return parser
 
 
 def require_browser() -> None:
