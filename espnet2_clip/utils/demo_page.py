@@ -42,7 +42,7 @@ div.row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: .8em; ma
 div.heading { width: 12em; font-weight: bold; padding-top: 1.4em; overflow-wrap: anywhere; }
 figure { margin: 0; width: 320px; } figcaption { font-size: .85em; margin-bottom: .2em; }
 figure audio { width: 320px; display: block; } figure img { display: block; margin-top: .2em; }
-figure.query-image img { max-width: 160px; height: auto; }
+figure.query-image { width: auto; } figure.query-image img { width: 128px; height: auto; }
 """
 
 
@@ -203,15 +203,17 @@ def _write_spectrogram(path: Path, wave: np.ndarray, fs: int) -> Tuple[int, int]
     from scipy.signal import stft
 
     mono = wave.mean(1).astype(np.float64)
+    seconds = len(mono) / fs
     n_fft = int(2 ** round(np.log2(max(fs * 0.064, 64))))  # 1024 at 16 kHz, 2048 at 44.1 kHz
-    n_fft = min(n_fft, max(16, 2 ** int(np.log2(max(len(mono), 16)))))
-    _, _, spec = stft(mono, fs, nperseg=n_fft, noverlap=3 * n_fft // 4, boundary=None, padded=True)
+    n_fft = min(n_fft, 2 ** int(np.log2(max(len(mono), 16))))
+    mono = np.pad(mono, (0, max(0, n_fft - len(mono))))
+    _, _, spec = stft(mono, fs, nperseg=n_fft, noverlap=3 * n_fft // 4, boundary=None, padded=False)
     db = 20 * np.log10(np.maximum(np.abs(spec), 1e-10))  # scipy scales a full-scale sine's peak to 0.5
     width, height, dpi = 320, 128, 80
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     ax = fig.add_axes((0.13, 0.22, 0.85, 0.74))
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=SPEC_RANGE_DB[0], vmax=SPEC_RANGE_DB[1],
-              extent=(0, len(mono) / fs, 0, fs / 2000))
+              extent=(0, seconds, 0, fs / 2000))
     ax.set_xlabel("time (s)", fontsize=7, labelpad=1)
     ax.set_ylabel("kHz", fontsize=7, labelpad=1)
     ax.tick_params(labelsize=6, length=2, pad=1)

@@ -15,6 +15,8 @@
 #   10 RESULTS.md (table + figure)
 #   11 pack every model (espnet2.bin.pack; loadable by TextQueriedSeparation.from_pretrained)
 #   12 upload the packed models to the Hugging Face Hub with a model card (only with --skip_upload_hf false)
+#   13 demo page ${exp_dir}/demo/index.html: --demo_examples mixtures per test set with their query, reference
+#      and every model's estimates (audio players, spectrograms; from the decodes, no model is run)
 set -euo pipefail
 
 template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -57,9 +59,12 @@ skip_upload_hf=true   # true: stage 12 does nothing
 hf_repo=""            # user/name; with several models, user/name_<tag>
 corpus_name=""        # corpus named in the model card (default: the recipe's parent dir)
 
+# Demo page (stage 13)
+demo_examples=4       # mixtures per test set on ${exp_dir}/demo/index.html (0: no page)
+
 _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
-train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name"
+train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 
@@ -294,5 +299,14 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ] && [ "${skip_upload_hf}" = fa
             --tag "${tag}" --corpus "${corpus_name}" --results RESULTS.md --world_dir "${world_dir}" \
             --title "${results_title}" --work_dir "${exp_dir}/${tag}/hf_upload"
     done
+fi
+
+if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ] && [ "${demo_examples}" -gt 0 ]; then
+    tags=""
+    for config in ${train_configs}; do tags="${tags} $(model_tag "${config}")"; done
+    log "Stage 13: demo page (${demo_examples} mixtures per test set) -> ${exp_dir}/demo/index.html"
+    ${python} -m espnet2_clip.bin.demo_page separation --exp_dir "${exp_dir}" --dump_dir "${dump_dir}" \
+        --tags "${tags}" --test_sets "${test_sets}" --num_examples "${demo_examples}" --title "${results_title}" \
+        --output_dir "${exp_dir}/demo" > /dev/null
 fi
 log "Successfully finished."

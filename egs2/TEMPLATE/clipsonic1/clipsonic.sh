@@ -20,6 +20,8 @@
 #      (--fad_ckpt_dir) and CLAP score (--clap_ckpt), local checkpoints only
 #   9  RESULTS.md (variant table, guidance sweep table and plot)
 #   10 pack every diffusion model with its CLIP / prior / vocoder (loadable by TextToAudio.from_pretrained)
+#   11 demo page ${exp_dir}/demo/index.html: --demo_examples prompts, each with the clips of every variant at
+#      --main_guidance (audio players, spectrograms; from the generations, no model is run)
 set -euo pipefail
 
 template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -71,11 +73,12 @@ fad_ckpt_dir=""        # local torch.hub dir with VGGish: FAD (pip install frech
 clap_ckpt=""           # local LAION-CLAP .pt: CLAP score (pip install laion-clap)
 benchmark_samples=65535  # stage 9: time one generated clip of this length (0: skip)
 results_title="CLIPSonic"
+demo_examples=4        # stage 11: prompts (classes) on ${exp_dir}/demo/index.html (0: no page)
 
 _option_names="stage stop_stage nj ngpu num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
 prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
-gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title"
+gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 models() {  # "TRAIN_QUERY CONFIG" lines
@@ -288,5 +291,14 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
             --model_file "${exp_dir}/${tag}/valid.loss.best.pth" "${options[@]}" \
             --outpath "${exp_dir}/${tag}/packed_model.zip" < /dev/null
     done < <(models)
+fi
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [ "${demo_examples}" -gt 0 ]; then
+    tags=""
+    while read -r _ config; do tags="${tags} $(model_tag "${config}")"; done < <(models)
+    log "Stage 11: demo page (${demo_examples} prompts, w = ${main_guidance}) -> ${exp_dir}/demo/index.html"
+    ${python} -m espnet2_clip.bin.demo_page generation --exp_dir "${exp_dir}" --gen_dir "${gen}" --tags "${tags}" \
+        --guidance "${main_guidance}" --num_examples "${demo_examples}" --title "${results_title}" \
+        --output_dir "${exp_dir}/demo" > /dev/null < /dev/null
 fi
 log "Successfully finished."
