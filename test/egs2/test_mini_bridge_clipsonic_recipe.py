@@ -76,3 +76,15 @@ def test_results_table_plot_and_packed_model(recipe_run):
     import numpy as np
 
     assert np.isfinite(wave).all()
+
+
+@pytest.mark.slow
+def test_demo_page_of_the_generations(recipe_run, tmp_path):
+    """The last stage: exp_ci/demo, 4 classes with the IQ / PD / ZS clips at w = 3."""
+    from demo_page_helpers import check_site_in_browser, parse_page
+
+    site = recipe_run / "exp_ci" / "demo"
+    page = parse_page(site)
+    assert len(page.examples) == 4
+    assert page.headings[:3] == ["IQ (clipsonic_iq, w = 3)", "PD (clipsonic_iq, w = 3)", "ZS (clipsonic_iq, w = 3)"]
+    check_site_in_browser(site, tmp_path / "profile")

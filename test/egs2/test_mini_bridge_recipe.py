@@ -85,3 +85,16 @@ def test_readme_layout_without_labels(recipe_run, tmp_path):
     assert (recipe_run / "exp_readme" / "clip" / "open_clip_model.safetensors").is_file()
     assert (recipe_run / "dump_readme" / "train" / "query_image.scp").stat().st_size > 0
     assert not (recipe_run / "dump_readme" / "label_ids").exists()  # no labels: no LabelSep data
+
+
+@pytest.mark.slow
+def test_demo_page_of_the_decodes(recipe_run, tmp_path):
+    """The last stage: exp_ci/demo from the decodes, 4 test mixtures with both models' estimates."""
+    from demo_page_helpers import check_site_in_browser, parse_page
+
+    site = recipe_run / "exp_ci" / "demo"
+    page = parse_page(site)
+    assert len(page.examples) == 4
+    assert page.headings[:4] == ["CLIPSep (text-queried)", "CLIPSep (image-queried)", "CLIPSep-NIT (text-queried)",
+                                 "CLIPSep-NIT (image-queried)"]
+    assert check_site_in_browser(site, tmp_path / "profile")["text"].count("Query: ") == 4
