@@ -406,9 +406,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     task = resolve_model(args.model).task
     if task == "separate":
         items = demo_inputs.read_separation_inputs(args.inputs, args.query)
-        for item in items:  # unreadable inputs fail before the model is loaded
-            with AudioReader(item.path, "--inputs"):
-                pass
+        for item in items:  # unreadable inputs and references fail before the model is loaded
+            for path, what in [(item.path, "--inputs")] + [(ref, "reference") for _, ref in item.queries if ref]:
+                with AudioReader(path, what):
+                    pass
         sep = load_model(args.model, "separate", args.device)
         demo_inputs.check_queries(items, sep.model.head.needs_query, args.model)
         page = _separation_demo(sep, items, args)
@@ -434,7 +435,7 @@ def _separation_demo(sep, items, args: argparse.Namespace):
     examples = []
     for item in items:
         with AudioReader(item.path, "--inputs") as reader:
-            frames = min(reader.frames, int(args.max_seconds * reader.samplerate))
+            frames = min(reader.frames, max(1, int(args.max_seconds * reader.samplerate)))
             wave, fs, total = reader.read(0, frames).T, reader.samplerate, reader.frames / reader.samplerate
         wave = wave[:, 0] if wave.shape[1] == 1 else wave
         texts = [text for text, _ in item.queries]

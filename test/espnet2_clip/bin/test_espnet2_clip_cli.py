@@ -144,6 +144,11 @@ def demo_dirs(tmp_path_factory, inputs):
     (good / "queries.tsv").write_text(f"mix1.wav\t{DEMO_QUERY}\trefs/violin.wav\n")
     shutil.copy(inputs / "mono.wav", corrupt / "a.wav")
     shutil.copy(inputs / "text.wav", corrupt / "b.wav")
+    badref = root / "badref"
+    (badref / "refs").mkdir(parents=True)
+    shutil.copy(inputs / "mono.wav", badref / "a.wav")
+    shutil.copy(inputs / "truncated.wav", badref / "refs" / "a.wav")
+    (badref / "queries.tsv").write_text("a.wav\ta dog\trefs/a.wav\n")
     return root
 
 
@@ -232,6 +237,7 @@ CASES = [
     ("demo-missing-inputs", ["demo", "--inputs", "{D}/nope", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs '.*nope': no such directory"),
     ("demo-no-inputs", ["demo", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs: required for a CLIPSep model"),
     ("demo-unreadable-input", ["demo", "--inputs", "{D}/corrupt", "-q", "a dog", "-o", "{O}/site"] + SEP, r"--inputs '.*b.wav': not readable audio"),
+    ("demo-bad-reference", ["demo", "--inputs", "{D}/badref", "-o", "{O}/site"] + SEP, r"reference '.*refs/a.wav': truncated WAV"),
     ("demo-no-query", ["demo", "--inputs", "{D}/good", "-o", "{O}/site"] + SEP, r"clip.mp4': no query; give -q TEXT"),
     ("demo-out-readonly", ["demo", "--inputs", "{D}/good", "-q", "a dog", "-o", "{RO}/site"] + SEP, r"-o '.*site': directory .* is not writable"),
     ("demo-out-missing-dir", ["demo", "--inputs", "{D}/good", "-q", "a dog", "-o", "{O}/no/site"] + SEP, r"directory '.*no' does not exist"),
