@@ -14,15 +14,30 @@ def cpu_has_bf16_units() -> bool:
     return bool(cpu) and any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
-class LowPrecisionBackbone(torch.nn.Module):
-    """Runs a backbone in bfloat16 (channels-last for 4-D inputs); float32 in and out.
+def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
+    """Fold each eval-mode BatchNorm that directly follows a convolution in an ``nn.Sequential`` into
+    that convolution (the BatchNorm becomes an identity); the function computed stays the same."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    The backbone's parameters are cast once; its input is cast per call and its output is cast
-    back, so the query fusion, masks and STFT around it stay in float32.
+    for seq in [m for m in module.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, norm = seq[i], seq[i + 1]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, norm), torch.nn.Identity()
+    return module
+
+
+class LowPrecisionBackbone(torch.nn.Module):
+    """Runs a backbone in bfloat16 (batch norms folded, channels-last for 4-D inputs); float32 in
+    and out.
+
+    The backbone's parameters are folded and cast once; its input is cast per call and its output
+    is cast back, so the query fusion, masks and STFT around it stay in float32.
     """
 
     def __init__(self, backbone: torch.nn.Module):
         super().__init__()
+        backbone = fold_batch_norms(backbone.eval())
         self.inner = backbone.to(torch.bfloat16).to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +45,7 @@ class LowPrecisionBackbone(torch.nn.Module):
         x = x.to(torch.bfloat16)
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.inner(x).float().contiguous()
+        return self.inner(x).float()
 
 
 def set_backbone_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
