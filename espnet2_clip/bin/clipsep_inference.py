@@ -16,6 +16,7 @@ CLI::
 """
 
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, run
 from espnet2_clip.tasks.clipsep import CLIPSepTask
 from espnet2_clip.utils.chunking import overlap_add
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
+from espnet2_clip.utils.precision import set_backbone_precision
 
 Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
 OUTPUT_LENGTHS = ("input", "istft")
@@ -62,6 +64,7 @@ class TextQueriedSeparation:
         query_encoder_conf: Optional[Dict] = None,
         text_prompt: Optional[str] = None,
         hop_ratio: float = 0.5,
+        precision: str = "fp32",
     ):
         """Initialize TextQueriedSeparation.
 
@@ -74,9 +77,11 @@ class TextQueriedSeparation:
             text_prompt: "single", "ensemble" (the official 5 templates) or "none"; default:
                 the training config's ``text_prompt``.
             hop_ratio: Hop of the overlap-add chunking of long inputs, as a fraction of a clip.
+            precision: "fp32", or "bf16": the backbone in bfloat16 (several times faster on CPUs
+                with AMX / AVX512-BF16; masks differ by ~0.2 %).
         """
         self.model, self.train_args = CLIPSepTask.build_model_from_file(train_config, model_file, device)
-        self.model.eval()
+        set_backbone_precision(self.model.eval(), precision)
         self.device = device
         self.sample_rate = self.train_args.sample_rate
         self.clip_samples = self.train_args.clip_samples
@@ -284,11 +289,15 @@ class TextQueriedSeparation:
 
     @staticmethod
     def _resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
-        if orig == new:
-            return wave
-        import torchaudio.functional as AF
+        return wave if orig == new else _resampler(orig, new)(wave)
 
-        return AF.resample(wave, orig, new)
+
+@functools.lru_cache(maxsize=8)
+def _resampler(orig: int, new: int) -> torch.nn.Module:
+    """A resampler whose sinc kernel is computed once per rate pair (torchaudio's defaults)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(orig, new)
 
 
 def _read_wave(path: str) -> tuple:
