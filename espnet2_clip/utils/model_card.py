@@ -550,6 +550,6 @@ def card_summary(text: str, source: str = "README.md") -> List[str]:
     if not facts.get("scored"):
         lines.append("scores: " + (scores.splitlines()[0] if scores else "not scored"))
     else:
-        kept = [line for line in scores.splitlines()[1:] if line.strip()]
+        kept = [line for line in scores.splitlines() if line.strip()]
         lines += ["scores:"] + [f"  {line}" for line in kept]
     return lines
