@@ -110,9 +110,11 @@ def generation_variants(config: Mapping[str, Any], train_query: str) -> List[str
 
 
 def _short(value: Any) -> str:
-    """A model name or the file name of a local path (``exp/clip/open_clip_config.json`` -> the name)."""
+    """A model name (``ViT-B-32``, ``hf-hub:org/name``, ``org/bert``) as it is; a local file by its name
+    (``exp/clip/open_clip_config.json`` -> ``open_clip_config.json``: the zip carries it elsewhere)."""
     text = str(value)
-    return Path(text).name if ("/" in text or text.endswith((".json", ".safetensors", ".pt", ".bin"))) else text
+    local = Path(text).suffix in (".json", ".safetensors", ".pt", ".pth", ".bin") or Path(text).exists()
+    return Path(text).name if local and not text.startswith("hf-hub:") else text
 
 
 def encoder_summary(config: Mapping[str, Any]) -> str:

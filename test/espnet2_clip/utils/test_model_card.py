@@ -251,3 +251,18 @@ def test_entry_point_writes_the_card_and_reports_bad_inputs_in_one_line(tmp_path
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"model_card: error: {msg}"), err
     assert not (tmp_path / "o.md").exists()
+
+
+@pytest.mark.parametrize("config,expected", [
+    ({"query_encoder_conf": {"model_name": "hf-hub:laion/CLIP-ViT-B-32"}},
+     "clip (open_clip hf-hub:laion/CLIP-ViT-B-32)"),
+    ({"query_encoder": "bert", "query_encoder_conf": {"model_name_or_path": "org/bert"}},
+     "bert (model_name_or_path=org/bert)"),
+    ({"query_encoder_conf": {"model_name": "/x/exp/clip/open_clip_config.json",
+                             "pretrained": "/x/exp/clip/open_clip_model.safetensors"}},
+     "clip (open_clip open_clip_config.json, weights open_clip_model.safetensors)"),
+])
+def test_encoder_summary_names_hub_models_in_full_and_local_files_by_name(config, expected):
+    from espnet2_clip.utils.model_card import encoder_summary
+
+    assert encoder_summary(config) == expected
