@@ -486,10 +486,22 @@ def test_vggsound_results_are_table1_on_both_test_sets(vggsound_results):
 @pytest.mark.slow
 def test_packed_labelsep_takes_label_text(vggsound_results, tmp_path):
     """The packed LabelSep records its label table as its query encoder (the vocabulary travels in the
-    zip): it separates with a label given as text, and names the labels it knows otherwise."""
+    zip): it separates with a label given as text, and names the labels it knows otherwise. Its packed
+    model card has the training data, the missing videos and its own RESULTS.md row."""
     from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+    from espnet2_clip.utils.model_card import parse_card
 
     recipe, _ = vggsound_results
+    with zipfile.ZipFile(recipe / "exp" / "labelsep" / "packed_model.zip") as z:
+        card = parse_card(z.read("exp/labelsep/README.md").decode())
+    facts = card.facts
+    assert (facts["system"], facts["corpus"], facts["training_queries"], facts["training_clips"], facts["scored"]) == (
+        "LabelSep", "VGGSound", "label", 3, True)
+    assert facts["videos"]["train"] == {"requested": 4, "obtained": 3, "missing": 1}
+    assert facts["query_encoder"].startswith("label (")
+    _, ours = markdown_table(card.section("Scores"))
+    _, all_rows = markdown_table((recipe / "RESULTS.md").read_text())
+    assert ours == {row: all_rows[row] for row in ("Mixture", "LabelSep (label-queried)")}
     sep = TextQueriedSeparation.from_pretrained(str(recipe / "exp" / "labelsep" / "packed_model.zip"),
                                                 cachedir=str(tmp_path / "cache"))
     assert sep.embed_query("dog barking").tolist() == [[0]]
