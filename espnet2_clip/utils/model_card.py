@@ -241,7 +241,15 @@ def results_notes(text: str) -> List[str]:
 
 def scores_section(task: str, system: str, results: Optional[PathLike], model_rows: Set[str],
                    reference_rows: Set[str]) -> Tuple[bool, str]:
-    """(scored?, the body of the Scores section)."""
+    """(scored?, the body of the Scores section).
+
+    Args:
+        task: "separate" or "generate" (names the metrics).
+        system: The model's display name.
+        results: The recipe's RESULTS.md; None or a missing file: "Not scored".
+        model_rows: Row names (first cells) that belong to the model.
+        reference_rows: Rows kept beside them (the mixture, real audio).
+    """
     if results is None:
         return False, "Not scored: no RESULTS.md was given when this card was written.\n"
     path = Path(results)
@@ -332,6 +340,7 @@ def _join(*parts: Any) -> str:
 
 
 def _model_lines(task: str, config: Mapping[str, Any], variants: Sequence[str]) -> List[str]:
+    """The "Model" section's lines after the query encoder: architecture, audio, training."""
     def has(key: str, text: str) -> Optional[str]:
         return text if config.get(key) is not None else None
 
@@ -474,13 +483,16 @@ class ModelCard:
 
     @property
     def facts(self) -> Dict[str, Any]:
+        """The ``espnet2_clip:`` mapping of the front matter ({} if absent)."""
         facts = self.front.get(FACTS_KEY)
         return facts if isinstance(facts, dict) else {}
 
     def section(self, heading: str) -> Optional[str]:
+        """The body of the ``## heading`` section, None if the card has none."""
         return next((body for name, body in self.sections if name == heading), None)
 
     def render(self) -> str:
+        """The card as text (a parsed, unchanged card renders to the text it was parsed from)."""
         front = "---\n" + yaml.safe_dump(self.front, sort_keys=False, allow_unicode=True) + "---\n"
         return front + self.preamble + "".join(f"## {name}\n{body}" for name, body in self.sections)
 
