@@ -23,7 +23,7 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -85,10 +85,11 @@ def _find_checkpoint(exp: Path) -> Path:
 
 
 def _task_of(config: Dict[str, Any], spec: str) -> str:
-    if "mel_conf" in config:
-        return "generate"
-    if "head" in config or "frontend_conf" in config:
-        return "separate"
+    from espnet2_clip.utils.model_card import task_of
+
+    task = task_of(config)
+    if task is not None:
+        return task
     raise CLIError(f"--model_tag '{spec}': config.yaml is neither a CLIPSep nor a CLIPSonic training config")
 
 
@@ -523,8 +524,10 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    """Print a model's task, CLIP model, sizes and scores."""
+    """Print a model's task, query encoder, sizes, and its model card's key facts and scores."""
     import torch
+
+    from espnet2_clip.utils.model_card import CardError, card_summary
 
     files = resolve_model(args.model)
     try:
@@ -545,9 +548,45 @@ def cmd_info(args: argparse.Namespace) -> None:
     ]
     if files.task == "separate":
         lines.append(f"head: {config.get('head')}, train query: {config.get('train_query', config.get('query'))}")
-    results = _packed_text(files, ("RESULTS.md", "README.md"))
-    lines += ["", results.strip()] if results else ["scores: no RESULTS.md / README.md packed with the model"]
+    lines.append("")
+    card = _model_card(files)
+    if card is None:
+        lines.append("model card: none (this model was packed without README.md; the recipes' pack stage writes "
+                     "one: python -m espnet2_clip.bin.model_card --exp_dir EXP_DIR)")
+        results = _packed_text(files, ("RESULTS.md",))
+        lines += ["RESULTS.md packed with the model:", "", results.strip()] if results else [
+            "scores: not scored (no RESULTS.md packed with the model)"]
+    else:
+        source, text = card
+        try:
+            lines += card_summary(text, source)
+        except CardError as exc:
+            logger.warning(f"{exc}; printing it as it is")
+            lines += [f"model card: {source} (not an espnet2_clip card)", "", text.strip()]
     print("\n".join(lines))
+
+
+def _model_card(files: ModelFiles) -> Optional[Tuple[str, str]]:
+    """``(where, text)`` of the model card: the README.md beside the config (in the zip, or in the exp
+    dir / unpacked download), else any README.md in the zip; None without one."""
+    if files.packed is not None:
+        with zipfile.ZipFile(files.packed) as zf:
+            names = zf.namelist()
+            try:
+                meta = yaml.safe_load(zf.read("meta.yaml")) if "meta.yaml" in names else {}
+            except yaml.YAMLError:
+                meta = {}
+            config_member = ((meta or {}).get("yaml_files") or {}).get("train_config")
+            candidates = [str(PurePosixPath(config_member).parent / "README.md")] if config_member else []
+            candidates += [n for n in names if PurePosixPath(n).name == "README.md"]
+            for member in candidates:
+                if member in names:
+                    return f"{files.packed}:{member}", zf.read(member).decode("utf-8", errors="replace")
+        return None
+    for folder in (files.train_config.parent, files.model_file.parent):
+        if (folder / "README.md").is_file():
+            return str(folder / "README.md"), (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+    return None
 
 
 def _packed_text(files: ModelFiles, names: Sequence[str]) -> Optional[str]:
@@ -631,7 +670,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("info", help="Describe a model", formatter_class=raw,
-                       description="Task, query encoder, sizes and scores (RESULTS.md / README.md) of a model."
+                       description="Task, query encoder and sizes of a model, and the key facts of its model card (the "
+                       "README.md the recipes pack: system, training data and missing videos, licence, scores)."
                        "\n\nExample:\n  espnet2-clip info clipsep.zip")
     p.add_argument("model", help=f"Model: {EXPECTED_MODEL}")
     p.add_argument("--verbose", action="store_true")

@@ -141,6 +141,12 @@ def summary_line(result: Dict) -> str:
 
 # ------------------------------------------------------------------------------ report
 VARIANT_ORDER = ["IQ", "ZS", "PD", "SD"]
+REAL_AUDIO_ROW = "Real audio (held out)"
+
+
+def variant_row_name(variant: str) -> str:
+    """The row of a variant in RESULTS.md's variant table: ``CLIPSonic-IQ``, ..., ``SD (supervised reference)``."""
+    return f"CLIPSonic-{variant}" if variant != "SD" else "SD (supervised reference)"
 
 
 def collect(exp_dir: str) -> List[Dict]:
@@ -190,11 +196,11 @@ def make_report(results: List[Dict], main_guidance: float, title: str, notes: Se
         r = table[key].get(main_guidance)
         if r is None and table[key]:
             r = table[key][min(table[key], key=lambda w: abs(w - main_guidance))]
-        name = f"CLIPSonic-{key[0]}" if key[0] != "SD" else "SD (supervised reference)"
+        name = variant_row_name(key[0])
         lines.append(f"| {name} | {query_kind.get(key[0], key[0])} | {_fmt(r, 'rel')} | {_fmt(r, 'fd')} | "
                      f"{r['count'] if r else '–'} |")
     if real is not None:
-        lines.append(f"| Real audio (held out) | – | {_fmt(real, 'rel')} | {_fmt(real, 'fd')} | {real['count']} |")
+        lines.append(f"| {REAL_AUDIO_ROW} | – | {_fmt(real, 'rel')} | {_fmt(real, 'fd')} | {real['count']} |")
     lines += ["", "## Guidance-scale sweep (relevance % / FD)", "",
               "| Variant | " + " | ".join(f"w = {w:g}" for w in scales) + " |",
               "|---|" + "---|" * len(scales)]

@@ -76,6 +76,20 @@ def test_results_table_plot_and_packed_model(recipe_run):
     import numpy as np
 
     assert np.isfinite(wave).all()
+    # its model card: the variants it runs (its prior is packed) and their rows of RESULTS.md
+    import zipfile
+
+    from shared_helpers import markdown_table
+
+    from espnet2_clip.utils.model_card import parse_card
+
+    with zipfile.ZipFile(recipe_run / "exp_ci" / "clipsonic_iq" / "packed_model.zip") as z:
+        card = parse_card(z.read("exp_ci/clipsonic_iq/README.md").decode())
+    facts = card.facts
+    assert (facts["system"], facts["variants"], facts["scored"]) == ("CLIPSonic", ["IQ", "ZS", "PD"], True)
+    _, ours = markdown_table(card.section("Scores"))
+    _, rows = markdown_table(results)
+    assert ours == {r: rows[r] for r in ("CLIPSonic-IQ", "CLIPSonic-ZS", "CLIPSonic-PD", "Real audio (held out)")}
 
 
 @pytest.mark.slow

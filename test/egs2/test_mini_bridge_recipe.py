@@ -52,6 +52,21 @@ def test_results_table_and_packed_models(recipe_run):
 
     est = sep(np.zeros(20000, dtype=np.float32) + 0.01, 16000, "circle")
     assert est.shape == (20000,) and np.isfinite(est).all()
+    # its model card: the bridge world, the small CLIP trained here, its own rows of RESULTS.md
+    import zipfile
+
+    from shared_helpers import markdown_table
+
+    from espnet2_clip.utils.model_card import parse_card
+
+    with zipfile.ZipFile(recipe_run / "exp_ci" / "clipsep" / "packed_model.zip") as z:
+        card = parse_card(z.read("exp_ci/clipsep/README.md").decode())
+    assert (card.facts["system"], card.facts["corpus"], card.facts["scored"]) == ("CLIPSep", "bridge world", True)
+    assert card.facts["query_encoder"] == "clip (open_clip open_clip_config.json, weights open_clip_model.safetensors)"
+    assert card.facts["training_clips"] == len((recipe_run / "dump_ci" / "train" / "wav.scp").read_text().splitlines())
+    _, ours = markdown_table(card.section("Scores"))
+    _, rows = markdown_table(results)
+    assert ours == {r: rows[r] for r in ("Mixture", "CLIPSep (text-queried)", "CLIPSep (image-queried)")}
 
 
 @pytest.mark.slow

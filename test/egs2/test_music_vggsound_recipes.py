@@ -2,7 +2,7 @@
 
 Tiny lists in the official formats (written here) are given with --lists_dir; the fake yt-dlp
 writes small generated videos and fails for ids containing dead / priv (and cuts trunc mid-file).
-Also: stage re-entry after a kill, the Hugging Face upload with the Hub faked, BERT label
+Also: stage re-entry after a kill, the Hugging Face upload (packed model card) with the Hub faked, BERT label
 embeddings with a tiny local BERT, and the paper configs.
 """
 
@@ -255,9 +255,9 @@ def test_paper_schedule():
                                [1e-3 / 5000, 5e-4, 1e-3, 5.5e-4, 1e-4, 1e-4, 1e-4], rtol=1e-3)
 
 
-def _packed_model(tmp_path):
+def _packed_model(tmp_path, card=None):
     zpath = tmp_path / "exp" / "clipsep_nit" / "packed_model.zip"
-    zpath.parent.mkdir(parents=True)
+    zpath.parent.mkdir(parents=True, exist_ok=True)
     config = {"train_query": "image", "head": "nit", "query": "embedding", "query_conf": {"input_dim": 512},
               "unet_conf": {"num_downs": 7, "base_channels": 64, "out_channels": 32}, "batch_size": 64,
               "query_encoder": "clip", "query_encoder_conf": {"model_name": "ViT-B-32", "pretrained": "openai"}}
@@ -266,13 +266,18 @@ def _packed_model(tmp_path):
                                                 "yaml_files": {"train_config": "exp/clipsep_nit/config.yaml"}}))
         z.writestr("exp/clipsep_nit/config.yaml", yaml.safe_dump(config))
         z.writestr("exp/clipsep_nit/valid.loss.best.pth", b"weights")
-    return zpath
+        if card is not None:
+            z.writestr("exp/clipsep_nit/README.md", card)
+    return zpath, config
 
 
-def test_upload_hf_writes_card_and_uploads(tmp_path, monkeypatch):
+def test_upload_hf_publishes_the_packed_card_or_writes_one(tmp_path, monkeypatch):
+    """A zip with a card (the pack stage's): that card, its run lines pointed at the Hub id. A zip
+    without one: a card written then by the same writer, from RESULTS.md and the download reports."""
     import huggingface_hub
 
     from espnet2_clip.bin import upload_hf
+    from espnet2_clip.utils.model_card import CardInputs, make_card
 
     calls = []
 
@@ -281,35 +286,59 @@ def test_upload_hf_writes_card_and_uploads(tmp_path, monkeypatch):
             calls.append(("create_repo", kw))
 
         def upload_folder(self, **kw):
-            calls.append(("upload_folder", kw, sorted(p.name for p in Path(kw["folder_path"]).rglob("*"))))
+            folder = Path(kw["folder_path"])
+            calls.append(("upload_folder", kw, sorted(p.name for p in folder.rglob("*")),
+                          (folder / "README.md").read_text()))
             return "https://huggingface.co/user/x/commit/abc"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    zpath = _packed_model(tmp_path)
     results = tmp_path / "RESULTS.md"
     results.write_text("# r\n\n- downloads (test): obtained 1/2 videos (1 missing: 1 private); missing ids: x\n\n"
-                       "| System | SDR |\n|---|---|\n| CLIPSep-NIT (text-queried) | 5.1 ± 0.7 |\n\nrest\n")
+                       "| System | SDR |\n|---|---|\n| Mixture | 0.1 |\n| CLIPSep (text-queried) | 4.0 |\n"
+                       "| CLIPSep-NIT (text-queried) | 5.1 ± 0.7 |\n\nrest\n")
     world = tmp_path / "world"
     for s, obtained, requested in (("test", 1, 2), ("train", 10, 12)):
         (world / "download" / s).mkdir(parents=True)
         (world / "download" / s / "download_report.json").write_text(json.dumps(
             {"requested": requested, "obtained": obtained, "missing": requested - obtained,
              "missing_by_reason": {"unavailable": requested - obtained}}))
+
+    # 1. packed without a card: written now (same writer), RESULTS.md copied beside it
+    zpath, config = _packed_model(tmp_path / "nocard")
     assert upload_hf.main(["--packed_model", str(zpath), "--hf_repo", "user/clipsep_nit_vggsound", "--results",
                            str(results), "--world_dir", str(world), "--corpus", "VGGSound"]) == 0
     assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
     assert calls[1][1]["repo_id"] == "user/clipsep_nit_vggsound"
-    assert {"meta.yaml", "README.md", "config.yaml", "valid.loss.best.pth"} <= set(calls[1][2])
-    card = (Path(calls[1][1]["folder_path"]) / "README.md").read_text()
-    assert "CLIPSep-NIT (VGGSound)" in card and "library_name: espnet" in card
+    assert calls[1][1]["commit_message"] == "Upload CLIPSep-NIT (VGGSound)"
+    assert {"meta.yaml", "README.md", "RESULTS.md", "config.yaml", "valid.loss.best.pth"} <= set(calls[1][2])
+    card = calls[1][3]
+    assert card == make_card(CardInputs(config=config, tag="clipsep_nit", corpus="VGGSound", results=results,
+                                        world_dir=world, model_ref="user/clipsep_nit_vggsound"))
+    assert "# CLIPSep-NIT (VGGSound)" in card and "library_name: espnet" in card
     assert "test: obtained 1/2 videos (1 missing: 1 unavailable)" in card
     assert "train: obtained 10/12 videos (2 missing: 2 unavailable)" in card
-    assert "| CLIPSep-NIT (text-queried) | 5.1 ± 0.7 |" in card
+    assert "| CLIPSep-NIT (text-queried) | 5.1 ± 0.7 |" in card and "| CLIPSep (text-queried)" not in card
     assert 'from_pretrained("user/clipsep_nit_vggsound")' in card
-    # a bad repo name or a dry run never reaches the Hub
+
+    # 2. packed with its card: that card (not RESULTS.md / --corpus given now), run lines on the Hub id
+    packed = make_card(CardInputs(config=config, tag="clipsep_nit", corpus="music", results=None,
+                                  model_ref="exp/clipsep_nit/packed_model.zip"))
+    zpath, _ = _packed_model(tmp_path / "card", card=packed)
+    calls.clear()
+    assert upload_hf.main(["--packed_model", str(zpath), "--hf_repo", "user/clipsep_nit_music", "--results",
+                           str(results), "--corpus", "VGGSound"]) == 0
+    card = calls[1][3]
+    assert card == packed.replace("exp/clipsep_nit/packed_model.zip", "user/clipsep_nit_music")
+    assert "Not scored: no RESULTS.md was given" in card and "# CLIPSep-NIT (MUSIC)" in card
+    assert calls[1][1]["commit_message"] == "Upload CLIPSep-NIT (MUSIC)"
+    assert "RESULTS.md" not in calls[1][2]  # only what was packed
+    # a bad repo name, a dry run or an unreadable packed card never reach the Hub
     calls.clear()
     assert upload_hf.main(["--packed_model", str(zpath), "--hf_repo", "not a repo"]) == 1
     assert upload_hf.main(["--packed_model", str(zpath), "--hf_repo", "user/x", "--dry_run"]) == 0
+    assert 'from_pretrained("user/x")' in (zpath.parent / "hf_upload" / "README.md").read_text()
+    zpath, _ = _packed_model(tmp_path / "badcard", card="# hand-written, no front matter\n")
+    assert upload_hf.main(["--packed_model", str(zpath), "--hf_repo", "user/x"]) == 1
     assert calls == []
 
 
@@ -457,10 +486,22 @@ def test_vggsound_results_are_table1_on_both_test_sets(vggsound_results):
 @pytest.mark.slow
 def test_packed_labelsep_takes_label_text(vggsound_results, tmp_path):
     """The packed LabelSep records its label table as its query encoder (the vocabulary travels in the
-    zip): it separates with a label given as text, and names the labels it knows otherwise."""
+    zip): it separates with a label given as text, and names the labels it knows otherwise. Its packed
+    model card has the training data, the missing videos and its own RESULTS.md row."""
     from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
+    from espnet2_clip.utils.model_card import parse_card
 
     recipe, _ = vggsound_results
+    with zipfile.ZipFile(recipe / "exp" / "labelsep" / "packed_model.zip") as z:
+        card = parse_card(z.read("exp/labelsep/README.md").decode())
+    facts = card.facts
+    assert (facts["system"], facts["corpus"], facts["training_queries"], facts["training_clips"], facts["scored"]) == (
+        "LabelSep", "VGGSound", "label", 3, True)
+    assert facts["videos"]["train"] == {"requested": 4, "obtained": 3, "missing": 1}
+    assert facts["query_encoder"].startswith("label (")
+    _, ours = markdown_table(card.section("Scores"))
+    _, all_rows = markdown_table((recipe / "RESULTS.md").read_text())
+    assert ours == {row: all_rows[row] for row in ("Mixture", "LabelSep (label-queried)")}
     sep = TextQueriedSeparation.from_pretrained(str(recipe / "exp" / "labelsep" / "packed_model.zip"),
                                                 cachedir=str(tmp_path / "cache"))
     assert sep.embed_query("dog barking").tolist() == [[0]]

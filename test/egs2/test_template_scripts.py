@@ -1,4 +1,5 @@
-"""The recipe templates' shell helpers (egs2/TEMPLATE/scripts/template_common.sh)."""
+"""The recipe templates' shell helpers (egs2/TEMPLATE/scripts/template_common.sh) and their pack stages
+(the model card written and packed)."""
 
 import subprocess
 from pathlib import Path
@@ -38,3 +39,128 @@ def test_no_template_calls_the_launcher_itself():
     for template in ("clipsep1/clipsep.sh", "clipsonic1/clipsonic.sh"):
         text = (REPO / "egs2" / "TEMPLATE" / template).read_text()
         assert "-m espnet2.bin.launch" not in text and "launch_training" in text, template
+
+
+def _recipe(root: Path, corpus: str, system: str) -> Path:
+    """``root/egs2/<corpus>/<system>`` with the template linked in, like a corpus recipe."""
+    (root / "egs2").mkdir(exist_ok=True)
+    if not (root / "egs2" / "TEMPLATE").exists():
+        (root / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
+    recipe = root / "egs2" / corpus / system
+    (recipe / "conf").mkdir(parents=True)
+    script = "clipsep.sh" if system == "clipsep1" else "clipsonic.sh"
+    (recipe / script).symlink_to(f"../../TEMPLATE/{system}/{script}")
+    return recipe
+
+
+def _trained(exp: Path, config: dict) -> None:
+    """A trained-model dir: config.yaml and a (tiny, real) checkpoint."""
+    import torch
+    import yaml
+
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump(config))
+    torch.save({"w": torch.zeros(3, 2)}, exp / "valid.loss.best.pth")
+
+
+def _run_stage(recipe: Path, script: str, *args: str) -> str:
+    import os
+    import sys
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.run([f"./{script}", "--python", sys.executable, *args], cwd=recipe, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def _packed_card(zpath: Path, member: str) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(zpath) as z:
+        return z.read(member).decode()
+
+
+def test_pack_stages_write_the_model_card_and_pack_it(tmp_path, capsys, monkeypatch):
+    """CLIPSep stage 11 and CLIPSonic stage 10: each model's card, written into exp/<tag>/README.md
+    from the recipe's RESULTS.md, download reports and training list, is packed in its zip; `espnet2-clip
+    info` prints it; the upload's dry run publishes it with its run lines on the Hub id."""
+    import json
+
+    import yaml
+    from shared_helpers import markdown_table
+
+    from espnet2_clip.bin import cli, upload_hf
+    from espnet2_clip.bin.clipsonic_eval import make_report
+    from espnet2_clip.utils.model_card import parse_card, retarget
+
+    monkeypatch.setenv("ESPNET2_CLIP_CACHE", str(tmp_path / "cache"))  # where `info` unpacks zips
+    # CLIPSep on "VGGSound": scored, 2 of 14 videos missing, 3 training clips
+    recipe = _recipe(tmp_path, "vggsound", "clipsep1")
+    sep = {"train_query": "image", "head": "nit", "query": "embedding", "query_conf": {"input_dim": 32},
+           "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+           "query_encoder": "clip", "query_encoder_conf": {"model_name": "ViT-B-32", "pretrained": "openai"}}
+    (recipe / "conf" / "train_clipsep_nit.yaml").write_text(yaml.safe_dump(sep))
+    _trained(recipe / "exp" / "clipsep_nit", sep)
+    (recipe / "dump" / "train").mkdir(parents=True)
+    (recipe / "dump" / "train" / "wav.scp").write_text("a /a.wav\nb /b.wav\nc /c.wav\n")
+    for name, obtained, requested in (("train", 11, 12), ("test", 1, 2)):
+        (recipe / "world" / "download" / name).mkdir(parents=True)
+        (recipe / "world" / "download" / name / "download_report.json").write_text(json.dumps(
+            {"requested": requested, "obtained": obtained, "missing": requested - obtained,
+             "missing_by_reason": {"private": requested - obtained}}))
+    (recipe / "RESULTS.md").write_text(
+        "# r\n\n## SDR (the paper's Table 1 layout)\n\n| System | mean SDR ± s.e. | median SDR |\n|---|---:|---:|\n"
+        "| Mixture | 0.10 ± 0.20 | 0.05 |\n| CLIPSep-NIT (text-queried) | 7.50 ± 0.30 | 7.40 |\n"
+        "| CLIPSep (text-queried) | 6.00 ± 0.30 | 5.90 |\n")
+    _run_stage(recipe, "clipsep.sh", "--stage", "11", "--stop_stage", "12",
+               "--train_configs", "conf/train_clipsep_nit.yaml")
+    zpath = recipe / "exp" / "clipsep_nit" / "packed_model.zip"
+    card = _packed_card(zpath, "exp/clipsep_nit/README.md")
+    assert card == (recipe / "exp" / "clipsep_nit" / "README.md").read_text()
+    assert _packed_card(zpath, "RESULTS.md") == (recipe / "RESULTS.md").read_text()
+    facts = parse_card(card).facts
+    assert {k: facts[k] for k in ("task", "system", "corpus", "training_clips", "scored", "model", "videos")} == {
+        "task": "separate", "system": "CLIPSep-NIT", "corpus": "VGGSound", "training_clips": 3, "scored": True,
+        "model": "exp/clipsep_nit/packed_model.zip",
+        "videos": {"test": {"requested": 2, "obtained": 1, "missing": 1},
+                   "train": {"requested": 12, "obtained": 11, "missing": 1}}}
+    _, rows = markdown_table(parse_card(card).section("Scores"))
+    assert rows == {"Mixture": ["0.10 ± 0.20", "0.05"], "CLIPSep-NIT (text-queried)": ["7.50 ± 0.30", "7.40"]}
+    assert cli.main(["info", str(zpath)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"model card: {zpath}:exp/clipsep_nit/README.md" in out
+    assert "training data: VGGSound, 3 clips, queries: image; videos missing: test 1 of 2, train 1 of 12" in out
+    assert "  | CLIPSep-NIT (text-queried) | 7.50 ± 0.30 | 7.40 |" in out
+    assert upload_hf.main(["--packed_model", str(zpath), "--hf_repo", "user/clipsep_nit", "--dry_run",
+                           "--work_dir", str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "README.md").read_text() == retarget(card, "user/clipsep_nit")
+
+    # CLIPSonic on the bridge world, packed before any scoring: "not scored"; the text-trained model
+    # is SD (the recipe says so: its tag does not)
+    recipe = _recipe(tmp_path, "mini_bridge", "clipsonic1")
+    sonic = {"mel_conf": {"fs": 16000, "n_fft": 256, "hop_length": 64, "n_mels": 16},
+             "unet_conf": {"cond_dim": 32, "channels": [8, 16]}, "query_encoder": "clip",
+             "query_encoder_conf": {"model_name": "ViT-B-32", "pretrained": "openai"},
+             "vocoder_config": None, "vocoder_file": None, "prior_config": None, "prior_file": None}
+    for tag in ("sonic_image", "sonic_text"):
+        (recipe / "conf" / f"train_{tag}.yaml").write_text(yaml.safe_dump(sonic))
+        _trained(recipe / "exp" / tag, sonic)
+    _run_stage(recipe, "clipsonic.sh", "--stage", "10", "--stop_stage", "10", "--image_config",
+               "conf/train_sonic_image.yaml", "--text_config", "conf/train_sonic_text.yaml")
+    cards = {tag: parse_card(_packed_card(recipe / "exp" / tag / "packed_model.zip", f"exp/{tag}/README.md"))
+             for tag in ("sonic_image", "sonic_text")}
+    assert [(c.facts["system"], c.facts["variants"], c.facts["corpus"], c.facts["scored"])
+            for c in cards.values()] == [("CLIPSonic", ["IQ", "ZS"], "bridge world", False),
+                                         ("CLIPSonic-SD", ["SD"], "bridge world", False)]
+    assert cards["sonic_image"].section("Scores").strip() == (
+        "Not scored: `RESULTS.md` does not exist (the recipe's scoring stages have not run).")
+    # scored later: the next pack stage's card has the variant rows
+    results = [{"meta": {"variant": v, "guidance_scale": 3.0}, "count": 6,
+                "relevance": {"accuracy": acc, "chance": 0.25}, "fd": 1.5} for v, acc in (("IQ", 0.5), ("SD", 1.0))]
+    (recipe / "RESULTS.md").write_text(make_report(results, 3.0, "CLIPSonic", [], None, None))
+    _run_stage(recipe, "clipsonic.sh", "--stage", "10", "--stop_stage", "10", "--image_config",
+               "conf/train_sonic_image.yaml")
+    card = parse_card(_packed_card(recipe / "exp" / "sonic_image" / "packed_model.zip", "exp/sonic_image/README.md"))
+    _, rows = markdown_table(card.section("Scores"))
+    assert card.facts["scored"] is True and rows == {"CLIPSonic-IQ": ["image", "50.0", "1.50", "6"]}

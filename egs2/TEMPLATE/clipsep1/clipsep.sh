@@ -13,8 +13,9 @@
 #   8  separate the test mixtures with text (and image) queries: exp/<tag>/decode_<query>/<test set>
 #   9  score: BSS-eval v4 SDR/SIR/SAR, mean +- s.e., median
 #   10 RESULTS.md (table + figure)
-#   11 pack every model (espnet2.bin.pack; loadable by TextQueriedSeparation.from_pretrained)
-#   12 upload the packed models to the Hugging Face Hub with a model card (only with --skip_upload_hf false)
+#   11 model card exp/<tag>/README.md (espnet2_clip.bin.model_card), then pack every model with it
+#      (espnet2.bin.pack; loadable by TextQueriedSeparation.from_pretrained; `espnet2-clip info` prints the card)
+#   12 upload the packed models to the Hugging Face Hub with their packed model card (only with --skip_upload_hf false)
 #   13 demo page ${exp_dir}/demo/index.html: --demo_examples mixtures per test set with their query, reference
 #      and every model's estimates (audio players, spectrograms; from the decodes, no model is run)
 set -euo pipefail
@@ -54,17 +55,19 @@ score_backend=museval # museval (the paper's) or fast (same numbers, faster)
 results_title="CLIPSep"
 paper_results=""      # YAML of the paper's numbers, printed beside ours in RESULTS.md (conf/paper_results.yaml)
 
-# Upload (stage 12, off by default)
+# Model card (stage 11) and upload (stage 12, off by default)
+corpus_name=""        # corpus named in the model card (default: the recipe's parent dir)
+model_license=cc-by-4.0  # licence of the model weights stated in the model card (Hub identifier)
 skip_upload_hf=true   # true: stage 12 does nothing
 hf_repo=""            # user/name; with several models, user/name_<tag>
-corpus_name=""        # corpus named in the model card (default: the recipe's parent dir)
 
 # Demo page (stage 13)
 demo_examples=4       # mixtures per test set on ${exp_dir}/demo/index.html (0: no page)
 
 _option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
-train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name demo_examples"
+train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name
+model_license demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 
@@ -77,6 +80,7 @@ set_encoder_opts() {  # set_encoder_opts CONFIG -> ${encoder_opts[@]}
         encoder_opts=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
     fi
 }
+[ -n "${corpus_name}" ] || corpus_name=$(basename "$(dirname "$(pwd)")")  # egs2/<corpus>/clipsep1
 test_dirs=()
 for entry in ${test_sets}; do test_dirs+=("${entry%%:*}"); done
 [ ${#test_dirs[@]} -gt 0 ] || { log "error: --test_sets is empty"; exit 1; }
@@ -274,8 +278,15 @@ fi
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     for config in ${train_configs}; do
         tag=$(model_tag "${config}")
-        log "Stage 11: pack ${exp_dir}/${tag} -> ${exp_dir}/${tag}/packed_model.zip"
-        options=()
+        log "Stage 11: model card ${exp_dir}/${tag}/README.md; pack ${exp_dir}/${tag} -> ${exp_dir}/${tag}/packed_model.zip"
+        # the card: task, training data and missing videos, query encoder, this model's RESULTS.md rows
+        # ("not scored" without them), licence, how to run it
+        card_opts=()
+        [ -f "${dump_dir}/train/wav.scp" ] && card_opts+=(--train_scp "${dump_dir}/train/wav.scp")
+        ${python} -m espnet2_clip.bin.model_card --exp_dir "${exp_dir}/${tag}" --tag "${tag}" \
+            --corpus "${corpus_name}" --results RESULTS.md --world_dir "${world_dir}" --license "${model_license}" \
+            --model_ref "${exp_dir}/${tag}/packed_model.zip" "${card_opts[@]}"
+        options=(--option "${exp_dir}/${tag}/README.md")
         [ -f RESULTS.md ] && options+=(--option RESULTS.md)
         # the local files the query encoder needs (a CLIP trained here, a label vocabulary, ...)
         while read -r file; do options+=(--option "${file}"); done < <(${python} -c "import os, sys, yaml; \
@@ -288,16 +299,16 @@ conf = yaml.safe_load(open(sys.argv[1])).get('query_encoder_conf') or {}; \
 fi
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ] && [ "${skip_upload_hf}" = false ]; then
     [ -n "${hf_repo}" ] || { log "error: stage 12 needs --hf_repo user/name"; exit 1; }
-    [ -n "${corpus_name}" ] || corpus_name=$(basename "$(dirname "$(pwd)")")
     n_models=$(echo ${train_configs} | wc -w)
     for config in ${train_configs}; do
         tag=$(model_tag "${config}")
         repo=${hf_repo}
         if [ "${n_models}" -gt 1 ]; then repo=${hf_repo}_${tag}; fi
-        log "Stage 12: upload ${exp_dir}/${tag}/packed_model.zip to https://huggingface.co/${repo}"
+        log "Stage 12: upload ${exp_dir}/${tag}/packed_model.zip with its model card to https://huggingface.co/${repo}"
+        # the packed card (stage 11); --corpus/--results/--world_dir only serve zips packed without one
         ${python} -m espnet2_clip.bin.upload_hf --packed_model "${exp_dir}/${tag}/packed_model.zip" --hf_repo "${repo}" \
             --tag "${tag}" --corpus "${corpus_name}" --results RESULTS.md --world_dir "${world_dir}" \
-            --title "${results_title}" --work_dir "${exp_dir}/${tag}/hf_upload"
+            --work_dir "${exp_dir}/${tag}/hf_upload"
     done
 fi
 

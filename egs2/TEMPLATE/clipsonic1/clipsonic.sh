@@ -19,7 +19,8 @@
 #   8  evaluation: relevance (classifier accuracy), FD in its embedding space; optional FAD
 #      (--fad_ckpt_dir) and CLAP score (--clap_ckpt), local checkpoints only
 #   9  RESULTS.md (variant table, guidance sweep table and plot)
-#   10 pack every diffusion model with its CLIP / prior / vocoder (loadable by TextToAudio.from_pretrained)
+#   10 model card exp/<tag>/README.md (espnet2_clip.bin.model_card), then pack every diffusion model with it and
+#      its CLIP / prior / vocoder (loadable by TextToAudio.from_pretrained; `espnet2-clip info` prints the card)
 #   11 demo page ${exp_dir}/demo/index.html: --demo_examples prompts, each with the clips of every variant at
 #      --main_guidance (audio players, spectrograms; from the generations, no model is run)
 set -euo pipefail
@@ -75,10 +76,15 @@ benchmark_samples=65535  # stage 9: time one generated clip of this length (0: s
 results_title="CLIPSonic"
 demo_examples=4        # stage 11: prompts (classes) on ${exp_dir}/demo/index.html (0: no page)
 
+# Model card (stage 10)
+corpus_name=""         # corpus named in the model card (default: the recipe's parent dir)
+model_license=cc-by-4.0  # licence of the model weights stated in the model card (Hub identifier)
+
 _option_names="stage stop_stage nj ngpu num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
 prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
-gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title demo_examples"
+gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title
+corpus_name model_license demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 models() {  # "TRAIN_QUERY CONFIG" lines
@@ -87,6 +93,7 @@ models() {  # "TRAIN_QUERY CONFIG" lines
     return 0
 }
 has_variant() { case " ${variants} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+[ -n "${corpus_name}" ] || corpus_name=$(basename "$(dirname "$(pwd)")")  # egs2/<corpus>/clipsonic1
 gen=${dump_dir}/gen
 voc_dir=${exp_dir}/vocoder
 voc_file=${voc_dir}/valid.generator_mel_loss.best.pth
@@ -277,10 +284,17 @@ vocoder {d['seconds_vocoder']} s)\")" "${exp_dir}/${tag}/benchmark.json")")
 fi
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
-    while read -r _ config; do
+    while read -r train_query config; do
         tag=$(model_tag "${config}")
-        log "Stage 10: pack ${exp_dir}/${tag} -> ${exp_dir}/${tag}/packed_model.zip"
-        options=()
+        log "Stage 10: model card ${exp_dir}/${tag}/README.md; pack ${exp_dir}/${tag} -> ${exp_dir}/${tag}/packed_model.zip"
+        # the card: task, training data and missing videos, CLIP, this model's variant rows of RESULTS.md
+        # ("not scored" without them), licence, how to run it
+        card_opts=()
+        [ -f "${dump_dir}/train/wav.scp" ] && card_opts+=(--train_scp "${dump_dir}/train/wav.scp")
+        ${python} -m espnet2_clip.bin.model_card --exp_dir "${exp_dir}/${tag}" --tag "${tag}" \
+            --train_query "${train_query}" --corpus "${corpus_name}" --results RESULTS.md --world_dir "${world_dir}" \
+            --license "${model_license}" --model_ref "${exp_dir}/${tag}/packed_model.zip" "${card_opts[@]}" < /dev/null
+        options=(--option "${exp_dir}/${tag}/README.md")
         [ -f RESULTS.md ] && options+=(--option RESULTS.md)
         [ "${train_clip}" = true ] && options+=(--option "${clip_model}" --option "${clip_pretrained}")
         for key in vocoder_config vocoder_file prior_config prior_file; do

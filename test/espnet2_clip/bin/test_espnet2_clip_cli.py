@@ -14,6 +14,9 @@ from shared_helpers import write_clips
 
 SR = 16000
 CLIP = 4095
+RESULTS = ("# RESULTS\n\n- text prompt at inference: single\n\n## SDR (the paper's Table 1 layout)\n\n"
+           "| System | mean SDR ± s.e. | median SDR |\n|---|---:|---:|\n| Mixture | 0.10 ± 0.20 | 0.05 |\n"
+           "| CLIPSep (text-queried) | 6.00 ± 0.30 | 5.90 |\n| CLIPSep-NIT (text-queried) | 7.50 ± 0.30 | 7.40 |\n")
 BAD = "bad"  # expected exit != 0
 
 
@@ -37,7 +40,7 @@ def models(tmp_path_factory, tiny_clip_dir):
     """Tiny CLIPSep and CLIPSonic exp dirs (1 epoch), their zips, and broken variants."""
     from espnet2.main_funcs.pack_funcs import pack
 
-    from espnet2_clip.bin import clipsep_train, clipsonic_train
+    from espnet2_clip.bin import clipsep_train, clipsonic_train, model_card
 
     root = tmp_path_factory.mktemp("cli_models")
     common = {"query_encoder": "clip", "query_encoder_conf": _clip_conf(tiny_clip_dir), "clip_samples": CLIP,
@@ -55,14 +58,22 @@ def models(tmp_path_factory, tiny_clip_dir):
         (root / f"{name}.yaml").write_text(yaml.safe_dump(config))
         train.main(["--config", str(root / f"{name}.yaml"), "--output_dir", str(root / name), "--ngpu", "0"]
                    + _train_data(data, key))
-    (root / "RESULTS.md").write_text("# RESULTS\n| SDR | 7.5 |\n")
+    (root / "RESULTS.md").write_text(RESULTS)
+    # the pack stage's model cards: the separator scored, the generator not (no RESULTS.md yet)
+    assert model_card.main(["--exp_dir", str(root / "sep"), "--tag", "clipsep_nit", "--corpus", "vggsound",
+                            "--results", str(root / "RESULTS.md"), "--train_scp", str(root / "data_sep" / "wav.scp"),
+                            "--model_ref", "sep.zip"]) == 0
+    assert model_card.main(["--exp_dir", str(root / "sonic"), "--tag", "clipsonic_iq", "--corpus", "mini_bridge",
+                            "--results", str(root / "none" / "RESULTS.md"), "--train_query", "image"]) == 0
     cwd = os.getcwd()
     os.chdir(root)
     try:
         pack(files={"train_config": "sep/config.yaml", "model_file": "sep/valid.loss.best.pth"}, yaml_files={},
-             outpath="sep.zip", option=["RESULTS.md"])
+             outpath="sep.zip", option=["RESULTS.md", "sep/README.md"])
         pack(files={"train_config": "sonic/config.yaml", "model_file": "sonic/valid.loss.best.pth"}, yaml_files={},
-             outpath="sonic.zip")
+             outpath="sonic.zip", option=["sonic/README.md"])
+        pack(files={"train_config": "sep/config.yaml", "model_file": "sep/valid.loss.best.pth"}, yaml_files={},
+             outpath="sep_nocard.zip", option=["RESULTS.md"])  # packed before model cards existed
     finally:
         os.chdir(cwd)
     for name, content in (("corrupt", b"this is not a checkpoint"), ("nockpt", None)):
@@ -225,6 +236,8 @@ CASES = [
     # info
     ("info-zip", ["info", "{M}/sep.zip"], "ok"),
     ("info-exp", ["info", "{M}/sonic"], "ok"),
+    ("info-zip-unscored", ["info", "{M}/sonic.zip"], "ok"),
+    ("info-no-card", ["info", "{M}/sep_nocard.zip"], "ok"),
     ("info-missing", ["info", "{M}/none.zip"], r"no such file"),
     ("info-corrupt", ["info", "{M}/corrupt"], r"cannot read checkpoint"),
     ("info-not-zip", ["info", "{I}/red.png"], r"not a zip"),
@@ -327,10 +340,42 @@ def _check_output(name, out, inputs, models, captured):
         emb = np.load(out / "e.npy")
         assert emb.dtype == np.float32 and np.isfinite(emb).all()
         assert emb.shape == ((32,) if name == "emb-text" else (2, 32))
-    elif name == "info-zip":
-        assert "CLIPSep" in captured.out and "parameters:" in captured.out and "SDR | 7.5" in captured.out
-    elif name == "info-exp":
-        assert "CLIPSonic" in captured.out and "no RESULTS.md" in captured.out
+    elif name.startswith("info-"):
+        _check_info(name, models, captured.out.splitlines())
+
+
+def _check_info(name, models, lines):
+    """``espnet2-clip info``: the model's facts, then its card's (or says it has none)."""
+    task = "CLIPSonic (text-to-audio)" if name in ("info-exp", "info-zip-unscored") else "CLIPSep (text-queried"
+    assert lines[1].startswith(f"task: {task}") and lines[4].startswith("parameters: ")
+    card = lines[lines.index("") + 1:]
+    if name == "info-zip":
+        assert card == [
+            f"model card: {models}/sep.zip:sep/README.md",
+            "system: CLIPSep-NIT (clipsep_nit), text-queried sound separation (CLIPSep)",
+            "training data: VGGSound, 4 clips, queries: image; videos missing: no download report",
+            "query encoder: clip (open_clip open_clip_config.json, weights open_clip_model.safetensors)",
+            "licence: cc-by-4.0",
+            "scores:",
+            "  From the recipe's `RESULTS.md` (packed with the model): the rows of CLIPSep-NIT and the reference "
+            "rows; BSS-eval v4 SDR / SIR / SAR (dB), mean ± standard error and median, on the recipe's test mixtures "
+            "(only the test clips that could still be downloaded; see Training data).",
+            "  ### SDR (the paper's Table 1 layout)",
+            "  | System | mean SDR ± s.e. | median SDR |",
+            "  |---|---:|---:|",
+            "  | Mixture | 0.10 ± 0.20 | 0.05 |",
+            "  | CLIPSep-NIT (text-queried) | 7.50 ± 0.30 | 7.40 |",
+            "  - text prompt at inference: single"]
+    elif name in ("info-exp", "info-zip-unscored"):
+        where = f"{models}/sonic/README.md" if name == "info-exp" else f"{models}/sonic.zip:sonic/README.md"
+        assert card[:2] == [f"model card: {where}",
+                            "system: CLIPSonic (clipsonic_iq), text-to-audio generation (CLIPSonic)"]
+        assert card[2].startswith("training data: bridge world, ")
+        assert card[-2:] == ["variants: IQ, ZS", f"scores: Not scored: `{models}/none/RESULTS.md` does not exist "
+                                                 "(the recipe's scoring stages have not run)."]
+    else:  # packed without a card: says so, then the packed RESULTS.md
+        assert card[0].startswith("model card: none (this model was packed without README.md")
+        assert card[1:3] == ["RESULTS.md packed with the model:", ""] and card[3:] == RESULTS.strip().splitlines()
 
 
 def _check_demo_site(name, site, captured):
