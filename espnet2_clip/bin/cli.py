@@ -347,16 +347,21 @@ def plot_separation(sep, path: str, queries, kinds, negatives, labels, out: str,
     plt.close(fig)
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
-    """Generate ``-n`` clips for a text or an image."""
-    import soundfile as sf
-
+def check_sampling_args(args: argparse.Namespace, unit: str) -> None:
+    """``-n`` (at least one ``unit``), ``--steps`` and ``--guidance`` of a generation command."""
     if args.num < 1:
-        raise CLIError(f"-n: expected at least 1 clip, got {args.num}")
+        raise CLIError(f"-n: expected at least 1 {unit}, got {args.num}")
     if args.steps < 1:
         raise CLIError(f"--steps: expected at least 1 sampling step, got {args.steps}")
     if not args.guidance >= 0:
         raise CLIError(f"--guidance: expected a scale >= 0 (1: no guidance), got {args.guidance}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    """Generate ``-n`` clips for a text or an image."""
+    import soundfile as sf
+
+    check_sampling_args(args, "clip")
     if (args.text is None) == (args.image is None):
         raise CLIError("give either TEXT or --image IMG")
     if args.text is not None:
@@ -417,12 +422,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         page = _separation_demo(sep, items, args)
     else:
         prompts = demo_inputs.read_prompts(args.inputs, args.query)
-        if args.num < 1:
-            raise CLIError(f"-n: expected at least 1 clip per prompt, got {args.num}")
-        if args.steps < 1:
-            raise CLIError(f"--steps: expected at least 1 sampling step, got {args.steps}")
-        if not args.guidance >= 0:
-            raise CLIError(f"--guidance: expected a scale >= 0 (1: no guidance), got {args.guidance}")
+        check_sampling_args(args, "clip per prompt")
         t2a = load_model(args.model, "generate", args.device)
         page = _generation_demo(t2a, prompts, args)
     print(write_site(page, args.output, max_seconds=args.max_seconds))
