@@ -10,7 +10,8 @@ SCRIPTS = REPO / "egs2" / "TEMPLATE" / "scripts"
 
 def test_launch_training_is_espnets_launcher_around_the_module(tmp_path):
     """One helper, used by every training stage: ESPnet's launcher with the recipe's job runner,
-    GPUs and nodes, running ``python -m MODULE --output_dir DIR ARGS...`` (spaces in ARGS kept)."""
+    GPUs and nodes, running ``python -m MODULE --output_dir DIR --resume true ARGS...`` (spaces in
+    ARGS kept; a rerun of a killed stage resumes, as in ESPnet's recipes)."""
     argv = tmp_path / "argv"
     stub = tmp_path / "python"  # stands in for ${python}: records its arguments
     stub.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > "{argv}"\n')
@@ -30,7 +31,7 @@ launch_training "{out}/train.log" "{out}" espnet2_clip.bin.clipsep_train --confi
         "-m", "espnet2.bin.launch", "--cmd", str(SCRIPTS / "run_local.sh"), "--log", f"{out}/train.log",
         "--ngpu", "2", "--num_nodes", "3", "--init_file_prefix", f"{out}/.dist_init_",
         "--multiprocessing_distributed", "true", "--",
-        str(stub), "-m", "espnet2_clip.bin.clipsep_train", "--output_dir", str(out),
+        str(stub), "-m", "espnet2_clip.bin.clipsep_train", "--output_dir", str(out), "--resume", "true",
         "--config", "c d.yaml", "--query_conf", "num_labels=4",
     ]
 

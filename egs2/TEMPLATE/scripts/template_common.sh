@@ -18,6 +18,8 @@ model_tag() { basename "$1" .yaml | sed 's/^train_//'; }  # exp/<tag> of a conf/
 # launch_training LOG OUTPUT_DIR MODULE [ARGS...]: `python -m MODULE --output_dir OUTPUT_DIR ARGS...`
 # through ESPnet's launcher, which runs it with ${train_cmd} on ${ngpu} GPUs x ${num_nodes} nodes
 # (torch.distributed; its rendezvous files go to OUTPUT_DIR/.dist_init_*) and logs to LOG.
+# As in ESPnet's recipes, training resumes from OUTPUT_DIR/checkpoint.pth when a killed stage is rerun
+# (a finished one ends at once); pass --resume false in --train_args to start over.
 launch_training() {
     local log=$1 output_dir=$2 module=$3
     shift 3
@@ -25,5 +27,5 @@ launch_training() {
     ${python} -m espnet2.bin.launch --cmd "${train_cmd}" --log "${log}" \
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${output_dir}/.dist_init_" \
         --multiprocessing_distributed true -- \
-        ${python} -m "${module}" --output_dir "${output_dir}" "$@"
+        ${python} -m "${module}" --output_dir "${output_dir}" --resume true "$@"
 }
