@@ -32,6 +32,7 @@ import yaml
 from espnet2.utils.nested_dict_action import NestedDictAction
 
 from espnet2_clip.utils.audio_io import OUTPUT_SUBTYPES, check_input_file, check_output_path, one_line
+from espnet2_clip.utils.fileio import slug
 
 PROG = "espnet2-clip"
 logger = logging.getLogger("espnet2_clip")
@@ -208,11 +209,6 @@ def video_frames(path: str, workdir: Path, field: str = "--video", max_frames: i
     if not frames:
         raise CLIError(f"{field} '{path}': no video frames; expected a video with frames")
     return [load_image(str(f), field) for f in frames]
-
-
-def slug(text: str) -> str:
-    """A file-name-safe short form of a query."""
-    return (re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "query")[:40]
 
 
 def output_paths(out: str, labels: Sequence[str]) -> List[Path]:

@@ -50,8 +50,8 @@ def _optional_scp(path: Path) -> Dict[str, str]:
     return read_scp(path) if path.is_file() else {}
 
 
-def _sdr_label(scoring: Path, uttid: str) -> str:
-    value = _optional_scp(scoring / "SDR_spk1").get(uttid)
+def _sdr_label(sdrs: Dict[str, str], uttid: str) -> str:
+    value = sdrs.get(uttid)
     return f" (SDR {float(value):.1f} dB)" if value is not None else ""
 
 
@@ -79,6 +79,8 @@ def separation_page(exp_dir: Path, dump_dir: Path, tags: Sequence[str], test_set
         texts, refs = _optional_scp(test / "text"), _optional_scp(test / "spk1.scp")
         images = _optional_scp(test / "query_image.scp")
         estimates = {d: [read_scp(p) for p in sorted(d.glob("spk*.scp"))] for _, _, d in decodes}
+        sdrs = {d: _optional_scp(d / "scoring" / "SDR_spk1") for _, _, d in decodes}
+        selections = {d: _optional_scp(d / "scoring" / "selected") for _, _, d in decodes}
         examples = []
         for uttid in spread(sorted(mixtures), num_examples):
             clips = [DemoClip("mixture", mixtures[uttid])]
@@ -89,9 +91,9 @@ def separation_page(exp_dir: Path, dump_dir: Path, tags: Sequence[str], test_set
                 scps = [scp for scp in estimates[decode] if uttid in scp]
                 if not scps:
                     continue
-                sdr = _sdr_label(decode / "scoring", uttid)
+                sdr = _sdr_label(sdrs[decode], uttid)
                 if kind == "none":  # every output; the one oracle selection scored carries the SDR
-                    selected = _optional_scp(decode / "scoring" / "selected").get(uttid, "spk1")
+                    selected = selections[decode].get(uttid, "spk1")
                     row_clips = [DemoClip(f"output {i + 1}{sdr if selected == f'spk{i + 1}' else ''}", scp[uttid])
                                  for i, scp in enumerate(scps)]
                 else:

@@ -14,7 +14,6 @@ directory is only replaced when it is empty or holds a site written here (its ``
 
 import html
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
+
+from espnet2_clip.utils.fileio import slug
 
 PathLike = Union[str, os.PathLike]
 GENERATOR = "espnet2-clip demo"
@@ -167,10 +168,6 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ media files
-def _slug(text: str) -> str:
-    return (re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "clip")[:32]
-
-
 def _load(clip: DemoClip, max_seconds: Optional[float]) -> Tuple[np.ndarray, int]:
     """(N, C) float32 samples of ``clip`` (at most ``max_seconds``) and their rate."""
     if isinstance(clip.audio, np.ndarray):
@@ -233,7 +230,7 @@ class _SiteWriter:
 
     def _name(self, label: str) -> str:
         self.count += 1
-        return f"{self.count:04d}_{_slug(label)}"
+        return f"{self.count:04d}_{slug(label, fallback='clip', limit=32)}"
 
     def clip(self, clip: DemoClip) -> str:
         wave, fs = _load(clip, self.max_seconds)
