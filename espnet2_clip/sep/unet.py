@@ -93,9 +93,21 @@ class AudioUNet(AbsSeparatorBackbone):
             raise ValueError(f"U-Net frequency size {x.shape[-2]} is not divisible by 2**num_downs={size}")
         frames = x.shape[-1]
         pad = -frames % size
+        if frames + pad == size and _low_precision_cpu(x):
+            pad += size  # the innermost maps would be 1 frame wide: see _low_precision_cpu
         if pad:
             x = F.pad(x, (0, pad, 0, 0), mode="replicate")
         return self.levels(self.input_norm(x))[..., :frames]
+
+
+def _low_precision_cpu(x: torch.Tensor) -> bool:
+    """Whether the convolutions run in bfloat16 on the CPU (bf16 input or CPU autocast).
+
+    oneDNN's bfloat16 stride-2 convolution returns wrong values (relative error > 1, sometimes NaN)
+    when its output is one column wide and several rows high (torch 2.9.1 on AMX CPUs; checked in
+    test_unet.py), so in bfloat16 the U-Net pads such inputs to two innermost columns.
+    """
+    return x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu"))
 
 
 def init_weights(module: nn.Module) -> None:
