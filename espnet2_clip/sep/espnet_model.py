@@ -7,6 +7,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
 from espnet2_clip.sep.abs_backbone import AbsSeparatorBackbone
+from espnet2_clip.sep.backbone_runner import BackboneRunner
 from espnet2_clip.sep.frontend import LogFreqSTFT, log_magnitude
 from espnet2_clip.sep.heads import AbsMaskHead
 from espnet2_clip.sep.loss import binary_mask_targets, mask_loss_weight
@@ -31,6 +32,9 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
         head: AbsMaskHead,
         gain_low: float = 0.5,
         gain_high: float = 1.5,
+        train_precision: str = "fp32",
+        channels_last: bool = False,
+        compile_backbone: bool = False,
     ):
         """Initialize ESPnetCLIPSepModel.
 
@@ -40,6 +44,11 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
             head: Variant head (query / NIT / PIT).
             gain_low: Lower bound of the random source gain.
             gain_high: Upper bound of the random source gain.
+            train_precision: ``fp32``, ``bf16`` (backbone under bfloat16 autocast in training;
+                float32 weights, loss and inference) or ``auto`` (bf16 where the device computes
+                it natively). See ``espnet2_clip.sep.backbone_runner``.
+            channels_last: Channels-last activations and weights in the backbone.
+            compile_backbone: ``torch.compile`` the backbone for training (eager fallback).
         """
         super().__init__()
         if not 0 < gain_low <= gain_high:
@@ -49,6 +58,8 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
         self.head = head
         self.gain_low = gain_low
         self.gain_high = gain_high
+        self.backbone_runner = BackboneRunner(train_precision, channels_last, compile_backbone)
+        self.backbone_runner.prepare(backbone)
         self.register_load_state_dict_pre_hook(_rename_legacy_backbone_keys)
 
     @property
@@ -110,7 +121,7 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
 
     def features(self, mix_warped_mag: torch.Tensor) -> torch.Tensor:
         """(M, F_warp, T) warped mixture magnitudes -> (M, k, F_warp, T) backbone features."""
-        return self.backbone(log_magnitude(mix_warped_mag))
+        return self.backbone_runner(self.backbone, log_magnitude(mix_warped_mag))
 
     def collect_feats(self, speech_ref1: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
         """No feature statistics are needed (the backbones normalise their input)."""

@@ -25,6 +25,9 @@ def binary_mask_targets(src_warped_mags: torch.Tensor, mix_warped_mag: torch.Ten
 def weighted_bce(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Weighted BCE averaged over bins (not normalised by the weight sum), per sample.
 
+    Computed in float32 with autocast off, so mixed-precision training (ESPnet's ``--use_amp``,
+    ``model_conf.train_precision: bf16``) keeps the official loss (CUDA autocast refuses BCE).
+
     Args:
         pred: (M, F, T) mask probabilities in [0, 1].
         target: (M, F, T) targets.
@@ -33,5 +36,6 @@ def weighted_bce(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
     Returns:
         (M,) losses.
     """
-    bce = F.binary_cross_entropy(pred, target, weight=weight, reduction="none")
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        bce = F.binary_cross_entropy(pred.float(), target.float(), weight=weight.float(), reduction="none")
     return bce.flatten(1).mean(dim=1)

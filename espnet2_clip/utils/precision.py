@@ -14,6 +14,13 @@ def cpu_has_bf16_units() -> bool:
     return bool(cpu) and any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def warn_if_bf16_is_slow(device: torch.device, option: str) -> None:
+    """Log that ``option`` (a bf16 setting) will be slow on a CPU without bfloat16 units."""
+    if device.type == "cpu" and not cpu_has_bf16_units():
+        logging.warning(f"{option}: this CPU has no bfloat16 units (AMX / AVX512-BF16); "
+                        "bf16 will likely be slower than fp32 here")
+
+
 def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
     """Fold each eval-mode BatchNorm that directly follows a convolution in an ``nn.Sequential`` into
     that convolution (the BatchNorm becomes an identity); the function computed stays the same."""
@@ -61,9 +68,6 @@ def set_backbone_precision(model: torch.nn.Module, precision: str) -> torch.nn.M
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "bf16" and not isinstance(model.backbone, LowPrecisionBackbone):
-        device = next(model.backbone.parameters()).device
-        if device.type == "cpu" and not cpu_has_bf16_units():
-            logging.warning("precision bf16: this CPU has no bf16 matrix units (AMX / AVX512-BF16); "
-                            "it will likely be slower than fp32")
+        warn_if_bf16_is_slow(next(model.backbone.parameters()).device, "precision bf16")
         model.backbone = LowPrecisionBackbone(model.backbone)
     return model
