@@ -31,8 +31,8 @@ def recipe_run(tmp_path_factory):
 
 
 def result(recipe, variant, w):
-    return json.loads((recipe / "exp_ci" / "clipsonic_iq" / f"gen_{variant}_w{w}" / "scoring" / "result.json")
-                      .read_text())
+    model = "clipsonic_sd" if variant == "sd" else "clipsonic_iq"
+    return json.loads((recipe / "exp_ci" / model / f"gen_{variant}_w{w}" / "scoring" / "result.json").read_text())
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_image_queried_generation_is_relevant(recipe_run):
 
 @pytest.mark.slow
 def test_every_variant_and_guidance_scale_is_scored(recipe_run):
-    for variant in ("iq", "zs", "pd"):
+    for variant in ("iq", "zs", "pd", "sd"):  # SD: trained on the labels' text embeddings (stage 1 makes them)
         for w in (1, 3):
             r = result(recipe_run, variant, w)
             assert r["count"] == 18  # 3 queries per class, 6 classes
@@ -60,6 +60,7 @@ def test_every_variant_and_guidance_scale_is_scored(recipe_run):
 def test_results_table_plot_and_packed_model(recipe_run):
     results = (recipe_run / "RESULTS.md").read_text()
     for row in ("| CLIPSonic-IQ | image |", "| CLIPSonic-ZS | text (direct) |", "| CLIPSonic-PD | text → prior |",
+                "| SD (supervised reference) | text (supervised) |",
                 "| Real audio (held out) |", "| Variant | w = 1 | w = 3 |"):
         assert row in results
     assert (recipe_run / "images" / "guidance_sweep.png").stat().st_size > 5000
@@ -94,11 +95,12 @@ def test_results_table_plot_and_packed_model(recipe_run):
 
 @pytest.mark.slow
 def test_demo_page_of_the_generations(recipe_run, tmp_path):
-    """The last stage: exp_ci/demo, 4 classes with the IQ / PD / ZS clips at w = 3."""
+    """The last stage: exp_ci/demo, 4 classes with the IQ / PD / ZS / SD clips at w = 3."""
     from demo_page_helpers import check_site_in_browser, parse_page
 
     site = recipe_run / "exp_ci" / "demo"
     page = parse_page(site)
     assert len(page.examples) == 4
-    assert page.headings[:3] == ["IQ (clipsonic_iq, w = 3)", "PD (clipsonic_iq, w = 3)", "ZS (clipsonic_iq, w = 3)"]
+    assert page.headings[:4] == ["IQ (clipsonic_iq, w = 3)", "PD (clipsonic_iq, w = 3)", "ZS (clipsonic_iq, w = 3)",
+                                 "SD (clipsonic_sd, w = 3)"]
     check_site_in_browser(site, tmp_path / "profile")

@@ -71,15 +71,6 @@ model_license demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 
-encoder_of() { config_value "$1" query_encoder clip; }  # the frozen query encoder of a config
-# The recipe's CLIP (--clip_model / --clip_pretrained) for configs whose query encoder is CLIP (the
-# bridge); any other encoder (bert, label, one of your own) keeps its config's query_encoder_conf.
-set_encoder_opts() {  # set_encoder_opts CONFIG -> ${encoder_opts[@]}
-    encoder_opts=()
-    if [ "$(encoder_of "$1")" = clip ]; then
-        encoder_opts=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
-    fi
-}
 [ -n "${corpus_name}" ] || corpus_name=$(basename "$(dirname "$(pwd)")")  # egs2/<corpus>/clipsep1
 test_dirs=()
 for entry in ${test_sets}; do test_dirs+=("${entry%%:*}"); done
@@ -122,11 +113,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         [ -f "${dump_dir}/${set}/label" ] || continue
         for config in ${train_configs}; do  # text queries: the encoder and prompt the model's config names
             [ "$(config_value "${config}" train_query image)" = text ] || continue
-            tag=$(model_tag "${config}")
-            set_encoder_opts "${config}"
-            "${run[@]}" "${exp_dir}/logs/embed_text_${tag}_${set}.log" ${python} -m espnet2_clip.bin.query_embed \
-                --mode text --input_scp "${dump_dir}/${set}/label" --train_config "${config}" "${encoder_opts[@]}" \
-                --output_dir "${dump_dir}/${set}/text_${tag}" --output_scp "${dump_dir}/${set}/query_text_${tag}.scp"
+            embed_label_text "${config}" "${set}"
         done
     done
     if [ -f "${dump_dir}/train/label" ]; then

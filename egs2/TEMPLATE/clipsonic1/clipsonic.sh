@@ -105,6 +105,12 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         --world_dir "${world_dir}" --data_dir "${data_dir}" --dump_dir "${dump_dir}" --exp_dir "${exp_dir}" \
         --local_data_args "${local_data_args}" --train_clip "${train_clip}" --clip_train_args "${clip_train_args}" \
         --clip_model "${clip_model}" --clip_pretrained "${clip_pretrained}" --frame_size "${frame_size}"
+    if [ -n "${text_config}" ]; then  # SD: the labels' text embeddings, with the encoder its config names
+        for set in train valid; do
+            [ -f "${dump_dir}/${set}/label" ] || { log "error: ${dump_dir}/${set}/label is missing (--text_config needs labels)"; exit 1; }
+            embed_label_text "${text_config}" "${set}"
+        done
+    fi
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
@@ -165,7 +171,8 @@ fi
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     while read -r train_query config; do
         tag=$(model_tag "${config}")
-        qscp=query_${train_query}.scp
+        qscp=query_image.scp
+        [ "${train_query}" = image ] || qscp=query_text_${tag}.scp  # stage 1's label-text embeddings
         log "Stage 6: train ${tag} (${config}, conditioned on CLIP ${train_query} embeddings) -> ${exp_dir}/${tag}"
         data_opts=()
         for mode in train valid; do

@@ -14,6 +14,26 @@ config_value() {  # config_value CONFIG KEY DEFAULT
     ${python} -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1])) or {}; print(d.get(sys.argv[2], sys.argv[3]))" "$@"
 }
 model_tag() { basename "$1" .yaml | sed 's/^train_//'; }  # exp/<tag> of a conf/train_<tag>.yaml
+encoder_of() { config_value "$1" query_encoder clip; }  # the frozen query encoder of a config
+# The recipe's CLIP (--clip_model / --clip_pretrained) for configs whose query encoder is CLIP (the
+# bridge); any other encoder (bert, label, one of your own) keeps its config's query_encoder_conf.
+set_encoder_opts() {  # set_encoder_opts CONFIG -> ${encoder_opts[@]}
+    encoder_opts=()
+    if [ "$(encoder_of "$1")" = clip ]; then
+        encoder_opts=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
+    fi
+}
+# embed_label_text CONFIG SET: text queries of a model trained on label text (CLIPSep-Text, BERTSep,
+# CLIPSonic-SD): ${dump_dir}/SET/label embedded with the encoder and prompt CONFIG names
+#   -> ${dump_dir}/SET/query_text_<tag>.scp
+embed_label_text() {
+    local tag
+    tag=$(model_tag "$1")
+    set_encoder_opts "$1"
+    "${run[@]}" "${exp_dir}/logs/embed_text_${tag}_$2.log" ${python} -m espnet2_clip.bin.query_embed \
+        --mode text --input_scp "${dump_dir}/$2/label" --train_config "$1" "${encoder_opts[@]}" \
+        --output_dir "${dump_dir}/$2/text_${tag}" --output_scp "${dump_dir}/$2/query_text_${tag}.scp"
+}
 
 # launch_training LOG OUTPUT_DIR MODULE [ARGS...]: `python -m MODULE --output_dir OUTPUT_DIR ARGS...`
 # through ESPnet's launcher, which runs it with ${train_cmd} on ${ngpu} GPUs x ${num_nodes} nodes

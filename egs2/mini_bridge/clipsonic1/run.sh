@@ -8,7 +8,7 @@
 # chance 1/K) and a Fréchet distance in its embedding space; guidance-scale sweep in RESULTS.md.
 #
 #   ./run.sh                     # default setting (about 30 minutes on 2 CPU cores)
-#   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD, Griffin-Lim
+#   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD / SD, Griffin-Lim
 set -euo pipefail
 . ./path.sh
 
@@ -30,7 +30,7 @@ case "${setting}" in
     default) conf=conf; preset=default; clip_steps=150; text_config=conf/train_clipsonic_sd.yaml
              gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3 5"
                        --gen_steps 25 --classifier_args "--steps 300 --clip_samples 16383") ;;
-    ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=""
+    ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=conf/ci/train_clipsonic_sd.yaml
         gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
                   --gen_steps 10 --classifier_args "--steps 150 --clip_samples 16383"
                   --vocoder_args "--num_iters_per_epoch 5 --max_epoch 1") ;;
