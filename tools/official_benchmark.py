@@ -142,9 +142,10 @@ def official_training(official: types.ModuleType, setup: Setup, encode_frames: b
 
 
 def magnitude(wave: torch.Tensor) -> torch.Tensor:
-    """(B, N) -> (B, 1, 513, T) STFT magnitudes, as the official data loader gives them."""
-    window = torch.hann_window(1024, device=wave.device)
-    return torch.stft(wave, 1024, 256, window=window, return_complex=True).abs().unsqueeze(1)
+    """(B, N) -> (B, 1, 513, T) STFT magnitudes (1024 / 256), as the official data loader gives them."""
+    from espnet2_clip.sep.frontend import LogFreqSTFT
+
+    return LogFreqSTFT().to(wave.device).stft(wave).abs().unsqueeze(1)
 
 
 def our_model(config: Path, model_conf: Dict, device: torch.device) -> torch.nn.Module:
@@ -214,19 +215,16 @@ def our_inference(config: Path, precision: str, setup: Setup) -> Callable[[], No
 # ------------------------------------------------------------------------------- timing
 def alternate(contenders: Sequence[Contender], rounds: int, device: torch.device) -> None:
     """One warm-up call each, then ``rounds`` rounds calling each contender once in turn."""
+    from espnet2_clip.bin.clipsep_benchmark import sync
+
     for i in range(rounds + 1):
         for contender in contenders:
-            sync(device)
+            sync(device.type)
             start = time.perf_counter()
             contender.run()
-            sync(device)
+            sync(device.type)
             if i:
                 contender.times.append(time.perf_counter() - start)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def summary(contender: Contender) -> Dict:

@@ -20,16 +20,9 @@ from typing import Optional
 
 import torch
 
-from espnet2_clip.utils.precision import cpu_has_bf16_units, warn_if_bf16_is_slow
+from espnet2_clip.utils.precision import device_has_bf16_units, warn_if_bf16_is_slow
 
 TRAIN_PRECISIONS = ("fp32", "bf16", "auto")
-
-
-def device_has_bf16_units(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (AMX / AVX512-BF16 CPUs, Ampere or newer GPUs)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    return device.type == "cpu" and cpu_has_bf16_units()
 
 
 class BackboneRunner:

@@ -14,6 +14,13 @@ def cpu_has_bf16_units() -> bool:
     return bool(cpu) and any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def device_has_bf16_units(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (AMX / AVX512-BF16 CPUs, Ampere or newer GPUs)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and cpu_has_bf16_units()
+
+
 def warn_if_bf16_is_slow(device: torch.device, option: str) -> None:
     """Log that ``option`` (a bf16 setting) will be slow on a CPU without bfloat16 units."""
     if device.type == "cpu" and not cpu_has_bf16_units():

@@ -95,7 +95,7 @@ def test_loss_is_float32_under_whole_model_autocast(batch):
 
 @pytest.mark.parametrize("has_units, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_follows_the_device(batch, monkeypatch, has_units, expected):
-    monkeypatch.setattr("espnet2_clip.sep.backbone_runner.cpu_has_bf16_units", lambda: has_units)
+    monkeypatch.setattr("espnet2_clip.utils.precision.cpu_has_bf16_units", lambda: has_units)
     net = model(train_precision="auto")
     loss = train_loss(net, *batch)
     assert net.backbone_runner.precision == expected
