@@ -542,11 +542,29 @@ def world_info(cfg: WorldConfig, files: WorldFiles, seconds: float) -> Dict:
 _OWNED = ("videos", "images", "wav", "data", "world.json", ".world_config.json")
 
 
+def _refuse_foreign_data(out: Path, marker: Path) -> None:
+    """A directory without our marker must be empty (or absent): the generator never writes a world
+    over data it did not make (a user's own world given as ``--world_dir``), with or without --force."""
+    if marker.is_file() or not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"{out} is a file, not a directory: give the world generator a new or empty directory")
+    found = sorted(p.name for p in out.iterdir())
+    if found:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise ValueError(
+            f"{out} holds data the bridge world generator did not write ({shown}); it only writes into a new "
+            "or empty directory or one of its own worlds. To use your own world, skip the generator "
+            "(clipsep1: ./run.sh --world_dir DIR --stage 2; clipsonic1: ./run.sh --world_dir DIR --data_stage 2)"
+        )
+
+
 def _claim_out_dir(out: Path, conf: Dict, force: bool, log) -> Optional[Dict]:
     """Make ``out`` ours for the world of config ``conf``: returns the finished world's world.json
     when one of the same settings is there (nothing to do), else None after writing the marker.
     Another world's settings are an error unless ``force`` (which deletes its generated parts)."""
     marker = out / ".world_config.json"
+    _refuse_foreign_data(out, marker)
     if marker.is_file():
         old = json.loads(marker.read_text())
         if old != conf:

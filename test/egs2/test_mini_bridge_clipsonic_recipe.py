@@ -104,3 +104,31 @@ def test_demo_page_of_the_generations(recipe_run, tmp_path):
     assert page.headings[:4] == ["IQ (clipsonic_iq, w = 3)", "PD (clipsonic_iq, w = 3)", "ZS (clipsonic_iq, w = 3)",
                                  "SD (clipsonic_sd, w = 3)"]
     check_site_in_browser(site, tmp_path / "profile")
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_users_world_is_never_overwritten(recipe_run, tmp_path):
+    """``--world_dir DIR`` is the user's own world: stage 1's generator refuses it (clear error, nothing
+    written); ``--data_stage 2`` skips the generator and makes the generation queries from it."""
+    mine = tmp_path / "my_world"
+    shutil.copytree(recipe_run / "world_ci" / "data", mine / "data")
+    before = _snapshot(mine)
+    dirs = ["--data_dir", "data_mine", "--dump_dir", "dump_mine", "--exp_dir", "exp_mine"]
+    refused = subprocess.run(["./run.sh", "--setting", "ci", "--world_dir", str(mine), "--stop_stage", "1", *dirs],
+                             cwd=recipe_run, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "holds data the bridge world generator did not write (data)" in refused.stderr
+    assert "--data_stage 2" in refused.stderr
+    assert _snapshot(mine) == before
+    proc = subprocess.run(["./run.sh", "--setting", "ci", "--world_dir", str(mine), "--data_stage", "2",
+                           "--stop_stage", "2", *dirs], cwd=recipe_run, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert _snapshot(mine) == before
+    gen = recipe_run / "dump_mine" / "gen"
+    assert len((gen / "text" / "text").read_text().splitlines()) == 18  # 6 classes x 3
+    assert (gen / "image" / "query_image.scp").stat().st_size > 0
+    assert (recipe_run / "dump_mine" / "train" / "query_text_clipsonic_sd.scp").stat().st_size > 0

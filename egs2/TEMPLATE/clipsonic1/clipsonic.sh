@@ -3,7 +3,7 @@
 # diffusion). Corpus recipes (egs2/<corpus>/clipsonic1/run.sh) call this with their options.
 #
 # Stages:
-#   1  data: CLIPSep's data stages 1-6 (TEMPLATE/clipsep1/clipsep.sh: make/fetch the world or corpus,
+#   1  data: CLIPSep's data stages --data_stage..6 (TEMPLATE/clipsep1/clipsep.sh: make/fetch the world or corpus,
 #      validate, extract 16 kHz audio + 1 fps frames, [train a small CLIP], CLIP embeddings of frames
 #      and label texts, format the test set) into the same data/dump layout
 #   2  generation queries: one text query per class x --gen_per_class (ids <kkk>_<ii>), image queries
@@ -41,6 +41,7 @@ data_dir=data
 dump_dir=dump
 exp_dir=exp
 local_data_args=""
+data_stage=1          # stage 1 runs CLIPSep's data stages data_stage..6 (2: ${world_dir} is your own world, no local/data.sh)
 
 # CLIP (query encoder; stage 1 = CLIPSep's data stages)
 train_clip=false
@@ -81,7 +82,7 @@ corpus_name=""         # corpus named in the model card (default: the recipe's p
 model_license=cc-by-4.0  # licence of the model weights stated in the model card (Hub identifier)
 
 _option_names="stage stop_stage nj ngpu num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
-local_data_args train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
+local_data_args data_stage train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
 prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
 gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title
 corpus_name model_license demo_examples"
@@ -100,8 +101,12 @@ voc_file=${voc_dir}/valid.generator_mel_loss.best.pth
 prior_dir=${exp_dir}/prior
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-    log "Stage 1: data (CLIPSep's data stages 1-6)"
-    "${template_dir}/../clipsep1/clipsep.sh" --stage 1 --stop_stage 6 --nj "${nj}" --python "${python}" \
+    case "${data_stage}" in
+        [1-6]) ;;
+        *) log "error: --data_stage must be one of CLIPSep's data stages 1-6, got '${data_stage}'"; exit 1 ;;
+    esac
+    log "Stage 1: data (CLIPSep's data stages ${data_stage}-6)"
+    "${template_dir}/../clipsep1/clipsep.sh" --stage "${data_stage}" --stop_stage 6 --nj "${nj}" --python "${python}" \
         --world_dir "${world_dir}" --data_dir "${data_dir}" --dump_dir "${dump_dir}" --exp_dir "${exp_dir}" \
         --local_data_args "${local_data_args}" --train_clip "${train_clip}" --clip_train_args "${clip_train_args}" \
         --clip_model "${clip_model}" --clip_pretrained "${clip_pretrained}" --frame_size "${frame_size}"
@@ -115,6 +120,11 @@ fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: generation queries in ${gen}"
+    [ -f "${dump_dir}/train/label" ] || {
+        log "error: ${dump_dir}/train/label is missing: the text queries are the training labels, which stage 1 copies"
+        log "from ${world_dir}/data/train/label (run stage 1 first; your own world: --world_dir DIR --data_stage 2)"
+        exit 1
+    }
     mkdir -p "${gen}/text" "${gen}/image"
     # classes: the training labels (sorted); text query ids <class index>_<i>
     cut -d' ' -f2- "${dump_dir}/train/label" | sort -u > "${gen}/classes"

@@ -9,6 +9,8 @@
 #
 #   ./run.sh                     # default setting (about 30 minutes on 2 CPU cores)
 #   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD / SD, Griffin-Lim
+#   ./run.sh --world_dir DIR --data_stage 2   # your own world/data laid out like the bridge world
+#                                             # (stage 1 then skips the world generator)
 set -euo pipefail
 . ./path.sh
 

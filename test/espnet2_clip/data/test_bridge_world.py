@@ -217,3 +217,21 @@ def test_a_finished_job_reports_what_generating_it_reported(tmp_path):
     assert video.uttid == "train_triangle_0000"
     with pytest.raises(ValueError, match="unknown job kind"):
         run_job(dataclasses.replace(jobs[0], kind="nope"))
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_refuses_a_directory_holding_data_it_did_not_write(tmp_path, force):
+    """A user's own world given as the output dir is never written over, even with force."""
+    mine = tmp_path / "my_world"
+    (mine / "data" / "train").mkdir(parents=True)
+    (mine / "data" / "train" / "video.scp").write_text("v1 /videos/v1.mp4\n")
+    with pytest.raises(ValueError, match=r"did not write \(data\).*--data_stage 2"):
+        generate_world(mine, WorldConfig(seed=1, **SMALL), force=force)
+    assert sorted(p.name for p in mine.rglob("*")) == ["data", "train", "video.scp"]
+    assert (mine / "data" / "train" / "video.scp").read_text() == "v1 /videos/v1.mp4\n"
+
+
+def test_writes_into_an_empty_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    world = generate_world(tmp_path / "empty", WorldConfig(seed=1, **SMALL))
+    assert world["counts"]["train_videos"] > 0 and (tmp_path / "empty" / "world.json").is_file()
