@@ -62,7 +62,7 @@ class TextToAudio:
         text_prompt: Optional[str] = None,
         use_prior: Optional[bool] = None,
         griffin_lim_iters: int = 32,
-        prior_steps: int = 25,
+        prior_steps: Optional[int] = None,
         num_samples: Optional[int] = None,
     ):
         """Initialize TextToAudio.
@@ -73,15 +73,18 @@ class TextToAudio:
             vocoder_config: Vocoder config.yaml (default: the training config's
                 ``vocoder_config``; None there too: Griffin-Lim).
             vocoder_file: Vocoder parameters (.pth).
-            prior_config: Diffusion prior config.yaml (default: the training config's
-                ``prior_config``); with a prior, text queries are PD, else ZS.
-            prior_file: Prior parameters (default: ``prior.pth`` next to its config).
+            prior_config: The diffusion prior (default: the training config's ``prior_config``):
+                a trained prior's config.yaml, or the published LAION prior (``"laion"``,
+                ``"hf-hub:<repo>"``, a directory or a prior_config.json; needs the OpenAI ViT-L/14
+                CLIP the model was trained with). With a prior, text queries are PD, else ZS.
+            prior_file: A trained prior's parameters (default: ``prior.pth`` next to its config).
             device: "cpu" or "cuda".
             query_encoder_conf: Overrides of the recorded CLIP options (e.g. local weights).
             text_prompt: "single", "ensemble" or "none" (default: the training config's).
             use_prior: False ignores a prior recorded in the config (ZS); True requires one.
             griffin_lim_iters: Griffin-Lim iterations of the fallback vocoder.
-            prior_steps: DDIM steps of the prior.
+            prior_steps: Sampling steps of the prior (default: 25 for a trained prior, the
+                ``sample_timesteps`` of a LAION prior's config).
             num_samples: Length of the generated clips (default: the training clip length;
                 the U-Net is convolutional, so it may differ, e.g. train on 1 s, generate 4.1 s).
         """
@@ -126,9 +129,11 @@ class TextToAudio:
 
             self.prior = load_prior(prior_config, prior_file, device)
             if self.prior.embed_dim != self.model.cond_dim:
+                clip = (self.train_args.query_encoder_conf or {}).get("model_name", self.train_args.query_encoder)
                 raise ValueError(
                     f"the prior works on {self.prior.embed_dim}-dim CLIP embeddings but the model is "
-                    f"conditioned on {self.model.cond_dim}-dim ones: use a prior trained for the same CLIP"
+                    f"conditioned on {self.model.cond_dim}-dim ones of CLIP '{clip}': use a prior trained for "
+                    "the same CLIP (the LAION prior needs OpenAI ViT-L/14)"
                 )
 
     @staticmethod
@@ -169,8 +174,23 @@ class TextToAudio:
             raise ValueError(f"query embedding must be ({self.model.cond_dim},) floats (or per-frame "
                              f"(n_frames, {self.model.cond_dim})), got {tuple(np.shape(query))}")
         if kind == "text" and self.prior is not None:
-            emb = self.prior.sample(emb, num_steps=self.prior_steps, generator=generator)
+            encodings = None
+            if self.prior.uses_text_encodings:
+                emb, encodings = self._text_tokens(query)
+            emb = self.prior.sample(emb, num_steps=self.prior_steps, generator=generator, text_encodings=encodings)
         return emb
+
+    def _text_tokens(self, text: str):
+        """Pooled embedding and token encodings of a text query for a prior that attends to tokens:
+        one prompt (the first of the model's templates)."""
+        from espnet2_clip.query.clip_encoder import get_templates
+
+        encoder = self.query_encoder
+        if not hasattr(encoder, "encode_text_tokens"):
+            raise ValueError(f"this prior needs CLIP token encodings; query encoder "
+                             f"'{self.train_args.query_encoder}' has none")
+        emb, enc = encoder.encode_text_tokens([get_templates(self.embedder.text_prompt)[0].format(text)])
+        return emb.to(self.device), enc.to(self.device)
 
     @torch.no_grad()
     def generate_mels(self, queries: Sequence[Query], guidance_scale: float = 3.0, num_steps: int = 25,
@@ -285,7 +305,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_file", required=True)
     parser.add_argument("--vocoder_config", default=None, help="HiFi-GAN config.yaml (default: Griffin-Lim)")
     parser.add_argument("--vocoder_file", default=None)
-    parser.add_argument("--prior_config", default=None, help="Diffusion prior config.yaml (text queries -> PD)")
+    parser.add_argument("--prior_config", default=None,
+                        help="Diffusion prior (text queries -> PD): a trained prior's config.yaml, or the LAION "
+                             "prior: 'laion', 'hf-hub:<repo>', a directory or a prior_config.json")
     parser.add_argument("--prior_file", default=None)
     parser.add_argument("--no_prior", action="store_true", help="Ignore a prior recorded in the config (ZS)")
     parser.add_argument("--output_dir", required=True)

@@ -263,6 +263,31 @@ class CLIPQueryEncoder(AbsQueryEncoder):
         emb = self._encode_token_batches(texts, progress)
         return emb.view(len(queries), len(templates), -1).mean(1)
 
+    @torch.no_grad()
+    def encode_text_tokens(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Pooled embeddings ``(N, D)`` and per-token encodings ``(N, L, W)`` of texts (no template).
+
+        The token encodings are the text tower's final layer-norm outputs (what DALL-E 2 priors attend
+        to), zeroed after the end token (the highest token id, as CLIP pools) and on padding.
+        """
+        texts = self._check_queries(texts)
+        ln_final = getattr(self.model, "ln_final", None)
+        if not isinstance(ln_final, torch.nn.Module):
+            raise ValueError(f"CLIP model '{self.model_name}' has no ln_final text layer: it cannot give the "
+                             "token encodings a DALL-E 2 prior needs")
+        captured = []
+        hook = ln_final.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            tokens = self.tokenizer(texts).to(self.device)
+            emb = self.model.encode_text(tokens, normalize=False).float()
+        finally:
+            hook.remove()
+        enc = captured[-1].float()
+        if enc.shape[:2] != tokens.shape:  # (L, N, W) layouts of older towers
+            enc = enc.transpose(0, 1)
+        keep = (torch.arange(tokens.shape[1], device=tokens.device)[None] <= tokens.argmax(-1)[:, None]) & (tokens != 0)
+        return emb, enc.masked_fill(~keep[..., None], 0.0)
+
     # ---------------------------------------------------------------- images
     def _to_pixels(self, images) -> torch.Tensor:
         if isinstance(images, torch.Tensor):

@@ -19,6 +19,7 @@ import torch
 import yaml
 from typeguard import typechecked
 
+from espnet2_clip.t2a.abs_prior import AbsPrior
 from espnet2_clip.t2a.diffusion import cfg_combine, check_sampling_args, ddim_sample, l2_normalize, training_scheduler
 from espnet2_clip.t2a.unet import timestep_embedding
 
@@ -35,8 +36,9 @@ class _Block(torch.nn.Module):
         return x + self.net(x)
 
 
-class DiffusionPrior(torch.nn.Module):
-    """x0-predicting diffusion model over CLIP image embeddings given a CLIP text embedding."""
+class DiffusionPrior(AbsPrior):
+    """x0-predicting diffusion model over CLIP image embeddings given a CLIP text embedding
+    (the ``trained`` prior: the pooled text embedding only, no token encodings)."""
 
     @typechecked
     def __init__(
@@ -63,9 +65,9 @@ class DiffusionPrior(torch.nn.Module):
             schedule_conf: diffusers DDPM schedule (default: 1000 steps, squaredcos_cap_v2).
         """
         super().__init__()
+        self._embed_dim = embed_dim
         if num_candidates < 1:
             raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-        self.embed_dim = embed_dim
         self.time_dim = time_dim
         self.cond_drop_prob = cond_drop_prob
         self.num_candidates = num_candidates
@@ -76,6 +78,10 @@ class DiffusionPrior(torch.nn.Module):
         self.blocks = torch.nn.Sequential(*[_Block(hidden_dim, dropout) for _ in range(num_layers)])
         self.output = torch.nn.Sequential(torch.nn.LayerNorm(hidden_dim), torch.nn.Linear(hidden_dim, embed_dim))
         self._train_sched = training_scheduler(self.schedule_conf, prediction_type="sample")
+
+    @property
+    def embed_dim(self) -> int:
+        return self._embed_dim
 
     @property
     def scale(self) -> float:
@@ -110,11 +116,15 @@ class DiffusionPrior(torch.nn.Module):
     def sample(
         self,
         text_emb: torch.Tensor,
-        num_steps: int = 25,
+        num_steps: Optional[int] = None,
         guidance_scale: float = 1.0,
         generator: Optional[torch.Generator] = None,
+        *,
+        text_encodings: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """(B, D) text embeddings -> (B, D) unit-norm image embeddings."""
+        """(B, D) text embeddings -> (B, D) unit-norm image embeddings (DDIM, default 25 steps;
+        ``text_encodings`` are not used by this prior)."""
+        num_steps = 25 if num_steps is None else num_steps
         check_sampling_args(guidance_scale, num_steps, int(self.schedule_conf["num_train_timesteps"]))
         device = self.null_text.device
         text = self._check(text_emb.to(device), "text embeddings")
@@ -156,9 +166,26 @@ def save_prior(prior: DiffusionPrior, output_dir: Union[str, Path], extra: Optio
     return {"prior_config": config, "prior_file": model_file}
 
 
+def is_laion_source(source: Union[str, Path]) -> bool:
+    """Whether ``source`` names the published LAION prior: ``laion``, ``hf-hub:<repo>``, a
+    prior_config.json, or a directory holding one (directly or under ``prior/``)."""
+    s, path = str(source), Path(source)
+    if s == "laion" or s.startswith("hf-hub:") or path.suffix == ".json":
+        return True
+    return path.is_dir() and any((path / sub / "prior_config.json").is_file() for sub in (".", "prior"))
+
+
 def load_prior(config: Union[str, Path], model_file: Optional[Union[str, Path]] = None,
-               device: str = "cpu") -> DiffusionPrior:
-    """Build a prior from ``config.yaml`` (+ ``prior.pth``; default: next to the config)."""
+               device: str = "cpu") -> AbsPrior:
+    """Build a prior: the ``trained`` one from ``config.yaml`` (+ ``prior.pth``; default: next to the
+    config), or the published LAION prior when :func:`is_laion_source` (``model_file``: its best.pth)."""
+    if is_laion_source(config):
+        from espnet2_clip.t2a.laion_prior import load_laion_prior
+
+        if model_file is not None:
+            raise ValueError(f"the LAION prior's checkpoint is best.pth next to its prior_config.json; "
+                             f"got prior_file {model_file}")
+        return load_laion_prior(str(config), device)
     config = Path(config)
     if not config.is_file():
         raise FileNotFoundError(f"prior config not found: {config}")

@@ -157,6 +157,50 @@ def test_pd_with_prior(trained, tmp_path):
     np.testing.assert_array_equal(wave, t2a("a dog", num_steps=2, seed=0))
 
 
+def tiny_laion_prior(dim, out):
+    from espnet2_clip.t2a.laion_prior import LaionPrior, save_published_format
+
+    torch.manual_seed(0)
+    conf = dict(prior=dict(net=dict(dim=dim, depth=1, dim_head=8, heads=2, num_timesteps=100, max_text_len=77),
+                           image_embed_dim=dim, timesteps=100, sample_timesteps=4, cond_drop_prob=0.1))
+    save_published_format(LaionPrior.from_config(conf), conf, out)
+    return out
+
+
+def test_pd_with_the_laion_prior(trained, tmp_path, monkeypatch):
+    """prior_config = a directory in the published LAION layout: text goes through the prior with its
+    CLIP token encodings (one prompt: the model's first template)."""
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+    from espnet2_clip.t2a.laion_prior import LaionPrior
+
+    _, exp = trained
+    t2a = TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth", prior_config=str(tiny_laion_prior(32, tmp_path / "laion")))
+    assert t2a.variant == "PD" and isinstance(t2a.prior, LaionPrior)
+    seen = []
+    sample = t2a.prior.sample
+    monkeypatch.setattr(t2a.prior, "sample", lambda *a, **k: seen.append(k["text_encodings"]) or sample(*a, **k))
+    wave = t2a("a dog", num_steps=2, seed=0)
+    assert wave.shape == (CLIP,) and np.all(np.isfinite(wave))
+    np.testing.assert_array_equal(wave, t2a("a dog", num_steps=2, seed=0))
+    enc = seen[0]
+    assert enc.shape == (1, 77, 32)
+    from espnet2_clip.query.clip_encoder import get_templates
+
+    tokens = t2a.query_encoder.tokenizer([get_templates(t2a.embedder.text_prompt)[0].format("a dog")])
+    assert int((enc[0] != 0).any(-1).sum()) == int(tokens.argmax(-1)) + 1  # start, words, end
+    zs = TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth", use_prior=False)
+    assert np.abs(zs("a dog", num_steps=2, seed=0) - wave).max() > 1e-4
+
+
+def test_laion_prior_for_another_clip_is_refused(trained, tmp_path):
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+
+    _, exp = trained
+    with pytest.raises(ValueError, match=r"prior works on 16-dim CLIP embeddings but the model is conditioned on "
+                                         r"32-dim ones of CLIP '.*tiny_clip.*'.*OpenAI ViT-L/14"):
+        TextToAudio(exp / "config.yaml", exp / "valid.loss.best.pth", prior_config=str(tiny_laion_prior(16, tmp_path)))
+
+
 def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_clip_dir):
     from espnet2.bin import pack
 
