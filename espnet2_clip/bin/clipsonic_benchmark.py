@@ -5,8 +5,9 @@
         --model_file exp/clipsonic_iq/valid.loss.best.pth --query "circle" \\
         [--num_samples 65535] [--num_steps 25] [--guidance_scale 3] [--threads 2] [--repeats 3]
 
-Measures the whole call (text -> CLIP [-> prior] -> DDIM with guidance -> vocoder) and its two
-main parts (mel sampling, vocoder), after one warm-up call; the median of ``--repeats``.
+Measures the whole call (text -> CLIP [-> prior] -> DDIM with guidance -> vocoder) and its parts
+(CLIP text embedding; with a prior, text to condition through it; mel sampling, which includes the
+condition; vocoder), after one warm-up call; the median of ``--repeats``.
 """
 
 import argparse
@@ -37,6 +38,11 @@ def benchmark(t2a, query: str, num_steps: int, guidance_scale: float, repeats: i
     mel = t2a.generate_mel(query, guidance_scale, num_steps, seed=0)
     sampling = _median_seconds(lambda: t2a.generate_mel(query, guidance_scale, num_steps, seed=0), repeats)
     vocoder = _median_seconds(lambda: t2a.mel_to_wave(mel), repeats)
+    clip_text = _median_seconds(lambda: t2a.embedder("text", query), repeats)
+    query_parts = {"seconds_clip_text": round(clip_text, 3)}
+    if t2a.prior is not None:  # the condition of PD: CLIP text (+ token encodings) then the prior
+        prior = _median_seconds(lambda: t2a.embed_query(query, torch.Generator().manual_seed(0), "text"), repeats)
+        query_parts.update(prior=type(t2a.prior).__name__, seconds_text_to_condition=round(prior, 3))
     seconds_of_audio = t2a.clip_samples / t2a.sample_rate
     return {
         "query": query,
@@ -49,6 +55,7 @@ def benchmark(t2a, query: str, num_steps: int, guidance_scale: float, repeats: i
         "seconds_total": round(total, 3),
         "seconds_mel_sampling": round(sampling, 3),
         "seconds_vocoder": round(vocoder, 3),
+        **query_parts,
         "rtf": round(total / seconds_of_audio, 4),
     }
 
@@ -65,6 +72,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no_prior", action="store_true", help="ZS even if the config records a prior")
+    parser.add_argument("--prior_config", default=None,
+                        help="time PD with this prior: a trained prior's config.yaml, 'laion', a directory or a "
+                             "prior_config.json (default: the one the config records)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, help="also write the JSON here")
     return parser
@@ -80,7 +90,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     from espnet2_clip.bin.clipsonic_inference import TextToAudio
 
     t2a = TextToAudio(args.train_config, args.model_file, device=args.device, num_samples=args.num_samples,
-                      use_prior=False if args.no_prior else None)
+                      use_prior=False if args.no_prior else None, prior_config=args.prior_config)
     result = benchmark(t2a, args.query, args.num_steps, args.guidance_scale, args.repeats)
     text = json.dumps(result, indent=2)
     print(text)

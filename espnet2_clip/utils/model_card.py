@@ -106,7 +106,20 @@ def generation_variants(config: Mapping[str, Any], train_query: str) -> List[str
     """The CLIPSonic variants a packed model runs: IQ / ZS (/ PD with its prior), or SD."""
     if train_query == "text":
         return ["SD"]
-    return ["IQ", "ZS"] + (["PD"] if config.get("prior_file") else [])
+    return ["IQ", "ZS"] + (["PD"] if config.get("prior_config") else [])
+
+
+def _prior_line(prior_config: Any) -> str:
+    """How the card names the model's diffusion prior (text queries go through it: PD)."""
+    if not prior_config:
+        return "none"
+    text = str(prior_config)
+    if text == "laion" or text.startswith("hf-hub:"):
+        repo = "laion/DALLE2-PyTorch" if text == "laion" else text[len("hf-hub:"):]
+        return f"the published DALL-E 2 prior {repo} (downloaded on first use; text queries go through it: PD)"
+    if text.endswith(".json"):
+        return "the published LAION DALL-E 2 prior, packed (text queries go through it: PD)"
+    return "packed (text queries go through it: PD)"
 
 
 def _short(value: Any) -> str:
@@ -369,7 +382,7 @@ def _model_lines(task: str, config: Mapping[str, Any], variants: Sequence[str]) 
                                 f"hop {mel.get('hop_length')}",
                                 has("clip_samples", f"{config.get('clip_samples')}-sample clips")),
             f"- vocoder: {'HiFi-GAN (packed)' if config.get('vocoder_file') else 'Griffin-Lim'}; diffusion prior: "
-            f"{'packed (text queries go through it: PD)' if config.get('prior_file') else 'none'}",
+            f"{_prior_line(config.get('prior_config'))}",
             f"- variants this model runs: {', '.join(variants)}",
         ]
     return lines + ([f"- training: {training}"] if training else [])

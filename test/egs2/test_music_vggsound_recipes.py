@@ -86,8 +86,9 @@ def env_root(tmp_path_factory):
     (root / "egs2" / "TEMPLATE").parent.mkdir(parents=True)
     (root / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
     for corpus in ("music", "vggsound"):
-        shutil.copytree(REPO / "egs2" / corpus / "clipsep1", root / "egs2" / corpus / "clipsep1", symlinks=True,
-                        ignore=shutil.ignore_patterns("world", "data", "dump", "exp", "RESULTS.md", "images"))
+        for task in ("clipsep1", "clipsonic1"):
+            shutil.copytree(REPO / "egs2" / corpus / task, root / "egs2" / corpus / task, symlinks=True,
+                            ignore=shutil.ignore_patterns("world", "data", "dump", "exp", "RESULTS.md", "images"))
     for name, lists in (("music", MUSIC_LISTS), ("vggsound", VGG_LISTS)):
         d = root / "lists" / name
         d.mkdir(parents=True)
@@ -509,3 +510,84 @@ def test_packed_labelsep_takes_label_text(vggsound_results, tmp_path):
     assert est.shape == (8000,) and np.isfinite(est).all()
     with pytest.raises(ValueError, match="'cello' is not a label of"):
         sep(np.zeros(8000, dtype=np.float32), 16000, "cello")
+
+
+def _tiny_clipsonic() -> dict:
+    """The mini CI CLIPSonic config at a CPU test size, conditioned on the tiny CLIP (32-d)."""
+    conf = yaml.safe_load((REPO / "egs2" / "mini_bridge" / "clipsonic1" / "conf" / "ci" / "train_clipsonic_iq.yaml")
+                          .read_text())
+    conf["unet_conf"].update(cond_dim=32, channels=[8, 16], attention_levels=[1], emb_dim=16, groups=4)
+    conf.update(batch_size=2, num_iters_per_epoch=2, max_epoch=1, num_workers=0)
+    return conf
+
+
+@pytest.fixture(scope="module")
+def vggsound_clipsonic(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
+    """egs2/vggsound/clipsonic1 on the clipsep1 run's downloads (world -> ../clipsep1/world, --data_stage 2),
+    stages 1-10 with tiny models and, for PD, a tiny stand-in of the LAION prior in its published layout."""
+    from espnet2_clip.t2a.laion_prior import LaionPrior, save_published_format
+
+    root, env = env_root
+    recipe = root / "egs2" / "vggsound" / "clipsonic1"
+    for name in ("iq", "sd"):  # the recipe's configs are links into TEMPLATE (the repo's): replace, never write through
+        conf = recipe / "conf" / f"train_clipsonic_{name}.yaml"
+        conf.unlink()
+        conf.write_text(yaml.safe_dump(_tiny_clipsonic()))
+    import torch
+
+    torch.manual_seed(0)
+    prior_conf = dict(prior=dict(net=dict(dim=32, depth=1, dim_head=8, heads=2, num_timesteps=100, max_text_len=77),
+                                 image_embed_dim=32, timesteps=100, sample_timesteps=4, cond_drop_prob=0.1))
+    laion = tmp_path_factory.mktemp("laion_prior")
+    save_published_format(LaionPrior.from_config(prior_conf), prior_conf, laion / "prior")
+    # the clipsep1 run's world (its scp paths are relative to a recipe dir: world/download/...)
+    (recipe / "world").symlink_to("../clipsep1/world")
+    cmd = ["./run.sh", "--stage", "1", "--stop_stage", "10", "--data_stage", "2",
+           "--nj", "1", "--frame_size", "32",
+           "--clip_model", str(tiny_clip_dir / "open_clip_config.json"),
+           "--clip_pretrained", str(tiny_clip_dir / "open_clip_model.safetensors"),
+           "--pretrained_prior", str(laion), "--vocoder_config", "", "--gen_vocoder", "griffin_lim",
+           "--gen_per_class", "1", "--guidance_scales", "1 3", "--main_guidance", "3", "--gen_steps", "2",
+           "--benchmark_samples", "0", "--demo_examples", "0"]
+    proc = subprocess.run(cmd, cwd=recipe, env=dict(env, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return recipe, laion, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_vggsound_clipsonic_pd_with_the_published_prior(vggsound_clipsonic, tmp_path):
+    """The corpus recipe's PD goes through the LAION prior (here its tiny stand-in, read from a local
+    directory): recorded in the IQ model's config, generated and scored beside IQ / ZS / SD, packed with
+    the model, and run again by TextToAudio.from_pretrained."""
+    from espnet2_clip.bin.clipsonic_inference import TextToAudio
+    from espnet2_clip.t2a.laion_prior import LaionPrior
+    from espnet2_clip.utils.model_card import parse_card
+
+    recipe, laion, out = vggsound_clipsonic
+    exp = recipe / "exp"
+    config = yaml.safe_load((exp / "clipsonic_iq" / "config.yaml").read_text())
+    assert config["prior_config"] == "exp/pretrained_prior/prior_config.json" and config["prior_file"] is None
+    assert (exp / "pretrained_prior" / "best.pth").read_bytes() == (laion / "prior" / "best.pth").read_bytes()
+    assert "PD uses the published prior" in out
+    classes = (recipe / "dump" / "gen" / "classes").read_text().splitlines()
+    pd, zs = (read_scp(exp / "clipsonic_iq" / f"gen_{v}_w3" / "wav.scp") for v in ("pd", "zs"))
+    assert len(pd) == len(zs) == len(classes) >= 2
+    import soundfile as sf
+
+    key = sorted(pd)[0]
+    assert np.abs(sf.read(pd[key])[0] - sf.read(zs[key])[0]).max() > 1e-4  # the prior changed the condition
+    _, rows = markdown_table((recipe / "RESULTS.md").read_text())
+    assert {"CLIPSonic-IQ", "CLIPSonic-ZS", "CLIPSonic-PD", "SD (supervised reference)"} <= set(rows)
+    zip_path = exp / "clipsonic_iq" / "packed_model.zip"
+    with zipfile.ZipFile(zip_path) as z:
+        names = z.namelist()
+        card = parse_card(z.read("exp/clipsonic_iq/README.md").decode())
+    assert {"exp/pretrained_prior/prior_config.json", "exp/pretrained_prior/best.pth"} <= set(names)
+    assert card.facts["variants"] == ["IQ", "ZS", "PD"]
+    assert "the published LAION DALL-E 2 prior, packed" in card.section("Model")
+    t2a = TextToAudio.from_pretrained(str(zip_path), cachedir=str(tmp_path / "cache"))
+    assert t2a.variant == "PD" and isinstance(t2a.prior, LaionPrior)
+    assert str(tmp_path / "cache") in str(t2a.train_args.prior_config)
+    wave = t2a(classes[0], num_steps=2, seed=0)
+    assert np.isfinite(wave).all() and np.abs(wave).max() > 0

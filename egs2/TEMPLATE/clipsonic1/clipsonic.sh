@@ -11,7 +11,8 @@
 #   3  evaluation classifier (small CNN on log-mels) on the training audio + labels, and the
 #      real-audio reference row (held-out clips)                         (--eval_classifier true)
 #   4  HiFi-GAN vocoder on the same mel configuration (espnet2 GANTrainer)  (--vocoder_config)
-#   5  diffusion prior on the captioned images' CLIP (text, image) embedding pairs  (--prior_config)
+#   5  diffusion prior on the captioned images' CLIP (text, image) embedding pairs  (--prior_config);
+#      or none: PD with a published prior (--pretrained_prior laion)
 #   6  diffusion models (ESPnet trainer): --image_config -> the model of CLIP image embeddings of frames
 #      (IQ; ZS / PD at inference); --text_config -> SD (CLIP text embeddings of the labels)
 #   7  generation for every variant (IQ: test image queries; ZS: text fed directly; PD: text
@@ -53,8 +54,11 @@ frame_size=224
 # Models
 vocoder_config=""      # stage 4 (empty: no vocoder; generation uses Griffin-Lim)
 vocoder_args=""
-prior_config=""        # stage 5 (empty: no prior, no PD)
+prior_config=""        # stage 5: train a prior on captioned images (empty: none)
 prior_args=""
+pretrained_prior=""    # PD with a published prior instead: laion (the LAION DALL-E 2 prior, Hugging Face
+                       # laion/DALLE2-PyTorch; needs the OpenAI ViT-L-14 CLIP), hf-hub:<repo>, or a local
+                       # directory / prior_config.json in its layout (offline copies)
 image_config=""        # stage 6: config of the model trained on CLIP IMAGE embeddings of frames (IQ; ZS/PD at inference)
 text_config=""         # stage 6: config of the model trained on CLIP TEXT embeddings of the labels (SD reference)
                        # (one exp/<tag> each, tag = config file name minus train_; empty: not trained)
@@ -83,7 +87,7 @@ model_license=cc-by-4.0  # licence of the model weights stated in the model card
 
 _option_names="stage stop_stage nj ngpu num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args data_stage train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
-prior_config prior_args image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
+prior_config prior_args pretrained_prior image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
 gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title
 corpus_name model_license demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
@@ -99,6 +103,37 @@ gen=${dump_dir}/gen
 voc_dir=${exp_dir}/vocoder
 voc_file=${voc_dir}/valid.generator_mel_loss.best.pth
 prior_dir=${exp_dir}/prior
+if [ -n "${pretrained_prior}" ]; then
+    if [ -n "${prior_config}" ]; then
+        log "error: give --prior_config (train a prior) or --pretrained_prior (use a published one), not both"; exit 1
+    fi
+    case "${pretrained_prior}" in
+        laion|hf-hub:*) ;;
+        *) [ -d "${pretrained_prior}" ] && [ -f "${pretrained_prior}/prior/prior_config.json" ] && pretrained_prior=${pretrained_prior}/prior
+           [ -d "${pretrained_prior}" ] && pretrained_prior=${pretrained_prior}/prior_config.json
+           [ -f "${pretrained_prior}" ] || { log "error: --pretrained_prior ${pretrained_prior}: no prior_config.json there"; exit 1; }
+           [ -f "$(dirname "${pretrained_prior}")/best.pth" ] || {
+               log "error: --pretrained_prior: no best.pth next to ${pretrained_prior}"; exit 1; }
+           # recorded and packed as ${exp_dir}/pretrained_prior/* like the trained ${exp_dir}/prior (hard links
+           # where the file system allows, else copies: the packer stores a symlink by its target's path)
+           mkdir -p "${exp_dir}/pretrained_prior"
+           for f in prior_config.json best.pth; do
+               src=$(dirname "${pretrained_prior}")/${f} dst=${exp_dir}/pretrained_prior/${f}
+               if [ ! "${src}" -ef "${dst}" ] && ! cmp -s "${src}" "${dst}"; then
+                   ln -f "${src}" "${dst}" 2>/dev/null || { cp "${src}" "${dst}.tmp" && mv "${dst}.tmp" "${dst}"; }
+               fi
+           done
+           pretrained_prior=${exp_dir}/pretrained_prior/prior_config.json ;;
+    esac
+fi
+# The prior options of PD ("": no PD): the published prior, or the one stage 5 trained.
+prior_opts() {
+    if [ -n "${pretrained_prior}" ]; then
+        echo "--prior_config ${pretrained_prior}"
+    elif [ -f "${prior_dir}/prior.pth" ]; then
+        echo "--prior_config ${prior_dir}/config.yaml --prior_file ${prior_dir}/prior.pth"
+    fi
+}
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     case "${data_stage}" in
@@ -166,6 +201,9 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ -n "${vocoder_config}" ]; 
         --valid_shape_file "${dump_dir}/valid/wav.scp" ${vocoder_args}
 fi
 
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ] && [ -n "${pretrained_prior}" ]; then
+    log "Stage 5: no prior to train: PD uses the published prior ${pretrained_prior}"
+fi
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ] && [ -n "${prior_config}" ]; then
     if [ -f "${data_dir}/clip_train/caption" ]; then
         log "Stage 5: diffusion prior on ${data_dir}/clip_train (CLIP: ${clip_model}) -> ${prior_dir}"
@@ -195,8 +233,9 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         if [ "${gen_vocoder}" = hifigan ] && [ -f "${voc_file}" ]; then
             extra+=(--vocoder_config "${voc_dir}/config.yaml" --vocoder_file "${voc_file}")
         fi
-        if [ "${train_query}" = image ] && [ -f "${prior_dir}/prior.pth" ]; then
-            extra+=(--prior_config "${prior_dir}/config.yaml" --prior_file "${prior_dir}/prior.pth")
+        if [ "${train_query}" = image ]; then
+            read -r -a popts <<< "$(prior_opts)"
+            extra+=("${popts[@]}")
         fi
         launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsonic_train \
             --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args} < /dev/null
@@ -208,8 +247,7 @@ model_variants() {  # model_variants TRAIN_QUERY
     if [ "$1" = image ]; then
         has_variant IQ && [ -f "${gen}/image/query_image.scp" ] && echo "IQ --query_image ${gen}/image/query_image.scp"
         has_variant ZS && echo "ZS --query_text ${gen}/text/text --no_prior"
-        has_variant PD && [ -f "${prior_dir}/prior.pth" ] && \
-            echo "PD --query_text ${gen}/text/text --prior_config ${prior_dir}/config.yaml --prior_file ${prior_dir}/prior.pth"
+        has_variant PD && [ -n "$(prior_opts)" ] && echo "PD --query_text ${gen}/text/text $(prior_opts)"
     else
         has_variant SD && echo "SD --query_text ${gen}/text/text --no_prior"
     fi
@@ -316,7 +354,9 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
         [ "${train_clip}" = true ] && options+=(--option "${clip_model}" --option "${clip_pretrained}")
         for key in vocoder_config vocoder_file prior_config prior_file; do
             value=$(config_value "${exp_dir}/${tag}/config.yaml" "${key}" None < /dev/null)
-            [ "${value}" != None ] && options+=(--option "${value}")
+            case "${value}" in None|laion|hf-hub:*) continue ;; esac  # a hub prior is fetched on first use
+            options+=(--option "${value}")
+            case "${value}" in *.json) options+=(--option "$(dirname "${value}")/best.pth") ;; esac  # a local LAION prior
         done
         ${python} -m espnet2.bin.pack tts --train_config "${exp_dir}/${tag}/config.yaml" \
             --model_file "${exp_dir}/${tag}/valid.loss.best.pth" "${options[@]}" \

@@ -6,11 +6,14 @@
 #   ./run.sh --stage 6 --ngpu 4                          # train the diffusion models on 4 GPUs
 #   ./run.sh --stage 7 --fad_ckpt_dir ~/hub --clap_ckpt ~/ckpt/630k-audioset-best.pt   # local checkpoints
 #
-# Our choices (the paper is silent, clipsonic.md §8): OpenAI CLIP ViT-L/14 (768-d, so that a published
-# DALL-E 2 prior could serve PD), 16 kHz, 80 mels, hop 256, 65535-sample clips, the 78 M U-Net of
-# TEMPLATE/clipsonic1/conf/train_clipsonic_paper.yaml, HiFi-GAN on the same mels. PD: VGGSound has no
-# captioned images, so no prior is trained here by default; give --prior_config with captioned images
-# in data/clip_train (image.scp + caption), or generate PD clips with a prior of your own.
+#   ./run.sh --stage 5 --pretrained_prior ~/dalle2/prior   # PD offline: a local copy of the LAION prior
+#
+# Our choices (the paper is silent, clipsonic.md §8): OpenAI CLIP ViT-L/14 (768-d: the published DALL-E 2
+# prior works on it), 16 kHz, 80 mels, hop 256, 65535-sample clips, the 78 M U-Net of
+# TEMPLATE/clipsonic1/conf/train_clipsonic_paper.yaml, HiFi-GAN on the same mels. PD: the paper's
+# pretrained prior, LAION's DALL-E 2 prior (Hugging Face laion/DALLE2-PyTorch, prior/best.pth +
+# prior_config.json, 1.3 GB, downloaded on first use; a directory holding both also works offline).
+# VGGSound has no captioned images to train a prior on.
 # Metrics: FAD (VGGish, frechet-audio-distance) and CLAP score (laion-clap), LOCAL checkpoints only.
 set -euo pipefail
 . ./path.sh
@@ -23,6 +26,7 @@ set -euo pipefail
     --train_clip false --clip_model ViT-L-14 --clip_pretrained openai --frame_size 224 \
     --vocoder_config conf/train_vocoder_hifigan.yaml \
     --image_config conf/train_clipsonic_iq.yaml --text_config conf/train_clipsonic_sd.yaml \
+    --pretrained_prior laion \
     --gen_vocoder hifigan --gen_per_class 10 --guidance_scales "1 2 3 5" --gen_steps 25 \
     --eval_classifier false \
     --results_title "CLIPSonic recipe on VGGSound" \

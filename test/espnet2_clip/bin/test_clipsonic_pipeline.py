@@ -250,4 +250,13 @@ def test_generation_benchmark_prints_timings(trained, tmp_path, capsys):
     assert result["audio_seconds"] == pytest.approx(2 * CLIP / SR, abs=1e-3) and result["num_steps"] == 2
     assert 0 < result["seconds_mel_sampling"] <= result["seconds_total"] * 1.5 and result["seconds_vocoder"] > 0
     assert result["rtf"] == pytest.approx(result["seconds_total"] / result["audio_seconds"], rel=0.01)
-    assert result["vocoder"] == "Griffin-Lim" and result["variant"] == "ZS"
+    assert result["vocoder"] == "Griffin-Lim" and result["variant"] == "ZS" and result["seconds_clip_text"] > 0
+    assert "prior" not in result
+    assert clipsonic_benchmark.main([  # PD: the prior's part is timed on its own
+        "--train_config", str(exp / "config.yaml"), "--model_file", str(exp / "valid.loss.best.pth"),
+        "--query", "a dog", "--num_steps", "2", "--repeats", "1", "--threads", "1", "--output", str(out),
+        "--prior_config", str(tiny_laion_prior(32, tmp_path / "laion")),
+    ]) == 0
+    result = json.loads(out.read_text())
+    assert result["variant"] == "PD" and result["prior"] == "LaionPrior"
+    assert result["seconds_clip_text"] > 0 and result["seconds_text_to_condition"] > 0

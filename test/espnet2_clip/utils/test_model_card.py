@@ -174,6 +174,17 @@ def test_generation_card_has_its_variants_rows_and_the_text_to_audio_api(tmp_pat
     assert list(rows) == ["SD (supervised reference)", "Real audio (held out)"]
 
 
+@pytest.mark.parametrize("prior, says", [
+    ("laion", "the published DALL-E 2 prior laion/DALLE2-PyTorch (downloaded on first use"),
+    ("exp/laion/prior_config.json", "the published LAION DALL-E 2 prior, packed"),
+    (None, "diffusion prior: none"),
+])
+def test_the_card_names_the_prior(prior, says):
+    text = make_card(CardInputs(config=dict(GEN_CONFIG, prior_config=prior, prior_file=None), tag="clipsonic_iq"))
+    assert says in _section(text, "Model")
+    assert ("PD" in _front(text)["espnet2_clip"]["variants"]) == (prior is not None)
+
+
 @pytest.mark.parametrize("case", ["none", "missing", "other_rows"])
 def test_without_results_the_card_says_not_scored(tmp_path, case):
     results = {"none": None, "missing": tmp_path / "RESULTS.md", "other_rows": _gen_results(tmp_path / "R.md")}[case]
