@@ -52,6 +52,8 @@ def benchmark(t2a, query: str, num_steps: int, guidance_scale: float, repeats: i
         "num_steps": num_steps,
         "guidance_scale": guidance_scale,
         "threads": torch.get_num_threads(),
+        "hardware": (f"{torch.get_num_threads()} CPU threads" if t2a.device == "cpu"
+                     else torch.cuda.get_device_name(torch.device(t2a.device))),
         "seconds_total": round(total, 3),
         "seconds_mel_sampling": round(sampling, 3),
         "seconds_vocoder": round(vocoder, 3),

@@ -70,7 +70,7 @@ def score(args: argparse.Namespace) -> Dict:
     result: Dict = {"name": args.name or str(Path(args.gen_scp).parent), "count": len(keys),
                     "meta": dict(_parse_meta(args.meta))}
     if args.classifier_dir:
-        clf = load_classifier(args.classifier_dir)
+        clf = load_classifier(args.classifier_dir, args.device)
         embedder = ClassifierEmbedding(clf)
         unknown = sorted({labels[k] for k in keys} - set(clf.class_names))
         if unknown:
@@ -97,7 +97,7 @@ def score(args: argparse.Namespace) -> Dict:
         if not args.query_text:
             raise ValueError("--clap_ckpt needs --query_text (the text each clip was generated for)")
         texts = read_scp(args.query_text)
-        model = build_embedding_model("laion_clap", args.clap_ckpt)
+        model = build_embedding_model("laion_clap", args.clap_ckpt, device=args.device)
         result["clap"] = clap_score(model, waves, [texts[k] for k in keys], sr)
         result["clap"]["checkpoint"] = str(args.clap_ckpt)
     out = Path(args.output_dir)
@@ -264,6 +264,7 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--fad_ckpt_dir", default=None, help="Local torch.hub dir with VGGish (FAD)")
     s.add_argument("--clap_ckpt", default=None, help="Local LAION-CLAP checkpoint (.pt) for the CLAP score")
     s.add_argument("--query_text", default=None, help="'uttid text' queries (CLAP score)")
+    s.add_argument("--device", default="cpu", help="where the classifier and CLAP run (cpu, cuda)")
     s.add_argument("--output_dir", required=True)
     s.add_argument("--name", default=None)
     s.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in result.json "

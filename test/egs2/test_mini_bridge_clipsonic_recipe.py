@@ -113,9 +113,11 @@ def _snapshot(root: Path) -> dict:
 @pytest.mark.slow
 def test_a_users_world_is_never_overwritten(recipe_run, tmp_path):
     """``--world_dir DIR`` is the user's own world: stage 1's generator refuses it (clear error, nothing
-    written); ``--data_stage 2`` skips the generator and makes the generation queries from it."""
+    written); ``--data_stage 2`` skips the generator and makes the generation queries from it, the test
+    images' classes from their text when the test set has no label file."""
     mine = tmp_path / "my_world"
     shutil.copytree(recipe_run / "world_ci" / "data", mine / "data")
+    (mine / "data" / "test_mix" / "label").unlink()  # the image queries' classes then come from their text
     before = _snapshot(mine)
     dirs = ["--data_dir", "data_mine", "--dump_dir", "dump_mine", "--exp_dir", "exp_mine"]
     refused = subprocess.run(["./run.sh", "--setting", "ci", "--world_dir", str(mine), "--stop_stage", "1", *dirs],
@@ -130,5 +132,9 @@ def test_a_users_world_is_never_overwritten(recipe_run, tmp_path):
     assert _snapshot(mine) == before
     gen = recipe_run / "dump_mine" / "gen"
     assert len((gen / "text" / "text").read_text().splitlines()) == 18  # 6 classes x 3
-    assert (gen / "image" / "query_image.scp").stat().st_size > 0
+    from espnet2_clip.utils.fileio import read_scp
+
+    image_classes = read_scp(gen / "image" / "label")
+    assert image_classes == read_scp(recipe_run / "dump_ci" / "gen" / "image" / "label")  # as with the labels
+    assert len(image_classes) == 18 and set(read_scp(gen / "image" / "query_image.scp")) == set(image_classes)
     assert (recipe_run / "dump_mine" / "train" / "query_text_clipsonic_sd.scp").stat().st_size > 0

@@ -420,6 +420,35 @@ TINY_MODELS = {  # the recipe's models at a CPU test size: what differs between 
 }
 
 
+INFERENCE_MODULES = ("espnet2_clip.bin.query_embed", "espnet2_clip.bin.clipsep_inference",
+                     "espnet2_clip.bin.clipsonic_inference", "espnet2_clip.bin.clipsonic_eval",
+                     "espnet2_clip.bin.clipsonic_benchmark")
+
+
+def _gpu_python(root: Path) -> Path:
+    """A ``--python`` for ``--gpu_inference true`` runs on this CPU machine: it records each call's
+    arguments (root/python_calls), then runs the real Python with ``cuda`` replaced by ``cpu``."""
+    wrapper = root / "gpu_python"
+    if not wrapper.exists():
+        wrapper.write_text(
+            "#!/bin/bash\n"
+            f'printf "%s\\n" "$*" >> "{root / "python_calls"}"\n'
+            'args=(); for a in "$@"; do [ "$a" = cuda ] && a=cpu; args+=("$a"); done\n'
+            f'exec "{sys.executable}" "${{args[@]}}"\n')
+        wrapper.chmod(0o755)
+    return wrapper
+
+
+def _inference_calls(root: Path) -> dict:
+    """module -> the argument lines of its recorded calls (not clipsonic_eval report, which reads JSON)."""
+    calls = {}
+    for line in (root / "python_calls").read_text().splitlines():
+        words = line.split()
+        if len(words) > 1 and words[0] == "-m" and words[1] in INFERENCE_MODULES and "report" not in words[2:3]:
+            calls.setdefault(words[1], []).append(line)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def vggsound_results(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
     """Stages 4-10 of the VGGSound recipe on the fake downloads, with tiny models, CLIP and BERT."""
@@ -432,6 +461,7 @@ def vggsound_results(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
             conf["query_encoder_conf"] = {"model_name_or_path": str(bert)}
         (recipe / "conf" / f"train_{tag}.yaml").write_text(yaml.safe_dump(conf))
     cmd = ["./run.sh", "--stage", "4", "--stop_stage", "11", "--models", " ".join(TINY_MODELS), "--nj", "1",
+           "--gpu_inference", "true", "--python", str(_gpu_python(root)),
            "--clip_model", str(tiny_clip_dir / "open_clip_config.json"),
            "--clip_pretrained", str(tiny_clip_dir / "open_clip_model.safetensors")]
     proc = subprocess.run(cmd, cwd=recipe, env=dict(env, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
@@ -543,12 +573,12 @@ def vggsound_clipsonic(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
     # the clipsep1 run's world (its scp paths are relative to a recipe dir: world/download/...)
     (recipe / "world").symlink_to("../clipsep1/world")
     cmd = ["./run.sh", "--stage", "1", "--stop_stage", "10", "--data_stage", "2",
-           "--nj", "1", "--frame_size", "32",
+           "--nj", "1", "--frame_size", "32", "--gpu_inference", "true", "--python", str(_gpu_python(root)),
            "--clip_model", str(tiny_clip_dir / "open_clip_config.json"),
            "--clip_pretrained", str(tiny_clip_dir / "open_clip_model.safetensors"),
            "--pretrained_prior", str(laion), "--vocoder_config", "", "--gen_vocoder", "griffin_lim",
            "--gen_per_class", "1", "--guidance_scales", "1 3", "--main_guidance", "3", "--gen_steps", "2",
-           "--benchmark_samples", "0", "--demo_examples", "0"]
+           "--benchmark_samples", "4095", "--demo_examples", "0"]
     proc = subprocess.run(cmd, cwd=recipe, env=dict(env, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
@@ -591,3 +621,15 @@ def test_vggsound_clipsonic_pd_with_the_published_prior(vggsound_clipsonic, tmp_
     assert str(tmp_path / "cache") in str(t2a.train_args.prior_config)
     wave = t2a(classes[0], num_steps=2, seed=0)
     assert np.isfinite(wave).all() and np.abs(wave).max() > 0
+
+
+@pytest.mark.slow
+def test_gpu_inference_reaches_every_inference_stage(vggsound_results, vggsound_clipsonic, env_root):
+    """``--gpu_inference true``: every stage that runs a network at inference (CLIP embeddings of frames and
+    labels, separation, generation with its prior and vocoder, evaluation, benchmark) gets ``--device cuda``."""
+    root, _ = env_root
+    calls = _inference_calls(root)
+    assert set(calls) == set(INFERENCE_MODULES)
+    for module, lines in calls.items():
+        for line in lines:
+            assert "--device cuda" in line, (module, line)

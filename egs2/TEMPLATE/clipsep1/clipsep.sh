@@ -28,6 +28,7 @@ stage=1
 stop_stage=100
 nj=2                  # parallel jobs for extraction
 ngpu=0                # GPUs for training (ESPnet's launcher)
+gpu_inference=false   # true: CLIP embeddings and separation (stages 5, 8) run on the GPU (cuda)
 num_nodes=1           # nodes for multi-node training (needs a cluster --train_cmd, e.g. slurm.pl)
 train_cmd=""          # job runner given to espnet2.bin.launch (default: our scripts/run_local.sh)
 python=python3
@@ -64,7 +65,7 @@ hf_repo=""            # user/name; with several models, user/name_<tag>
 # Demo page (stage 13)
 demo_examples=4       # mixtures per test set on ${exp_dir}/demo/index.html (0: no page)
 
-_option_names="stage stop_stage nj ngpu num_nodes python world_dir data_dir dump_dir exp_dir
+_option_names="stage stop_stage nj ngpu gpu_inference num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
 train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name
 model_license demo_examples"
@@ -108,7 +109,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     for set in train valid; do
         "${run[@]}" "${exp_dir}/logs/embed_frames_${set}.log" ${python} -m espnet2_clip.bin.query_embed \
             --mode frames --input_scp "${dump_dir}/${set}/frames.scp" --output_dir "${dump_dir}/${set}/clip_frames" \
-            --output_scp "${dump_dir}/${set}/query_image.scp" --query_encoder clip \
+            --output_scp "${dump_dir}/${set}/query_image.scp" --query_encoder clip --device "${inference_device}" \
             --query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}"
         [ -f "${dump_dir}/${set}/label" ] || continue
         for config in ${train_configs}; do  # text queries: the encoder and prompt the model's config names
@@ -204,7 +205,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
                 "${run[@]}" "${decode}/inference.log" ${python} -m espnet2_clip.bin.clipsep_inference \
                     --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/${inference_model}" \
                     --mix_scp "${dump_dir}/${tset}/wav.scp" ${query_opts} "${prompt_opts[@]}" \
-                    --output_length istft --output_dir "${decode}"
+                    --output_length istft --device "${inference_device}" --output_dir "${decode}"
             done < <(test_queries "${config}" "${tset}")
         done
     done

@@ -7,7 +7,8 @@
 #      validate, extract 16 kHz audio + 1 fps frames, [train a small CLIP], CLIP embeddings of frames
 #      and label texts, format the test set) into the same data/dump layout
 #   2  generation queries: one text query per class x --gen_per_class (ids <kkk>_<ii>), image queries
-#      of the test set, and their class labels (features need no statistics: fixed normalisation)
+#      of the test set, and their classes (test_mix/label, else test_mix/text where it names a training
+#      class; features need no statistics: fixed normalisation)
 #   3  evaluation classifier (small CNN on log-mels) on the training audio + labels, and the
 #      real-audio reference row (held-out clips)                         (--eval_classifier true)
 #   4  HiFi-GAN vocoder on the same mel configuration (espnet2 GANTrainer)  (--vocoder_config)
@@ -34,6 +35,8 @@ stage=1
 stop_stage=100
 nj=2
 ngpu=0
+gpu_inference=false   # true: every network of the inference stages (CLIP, prior, generation, vocoder,
+                      # evaluation classifier / CLAP, benchmark) runs on the GPU (cuda)
 num_nodes=1
 train_cmd=""
 python=python3
@@ -85,7 +88,7 @@ demo_examples=4        # stage 11: prompts (classes) on ${exp_dir}/demo/index.ht
 corpus_name=""         # corpus named in the model card (default: the recipe's parent dir)
 model_license=cc-by-4.0  # licence of the model weights stated in the model card (Hub identifier)
 
-_option_names="stage stop_stage nj ngpu num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
+_option_names="stage stop_stage nj ngpu gpu_inference num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args data_stage train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
 prior_config prior_args pretrained_prior image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
 gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title
@@ -142,6 +145,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     esac
     log "Stage 1: data (CLIPSep's data stages ${data_stage}-6)"
     "${template_dir}/../clipsep1/clipsep.sh" --stage "${data_stage}" --stop_stage 6 --nj "${nj}" --python "${python}" \
+        --gpu_inference "${gpu_inference}" \
         --world_dir "${world_dir}" --data_dir "${data_dir}" --dump_dir "${dump_dir}" --exp_dir "${exp_dir}" \
         --local_data_args "${local_data_args}" --train_clip "${train_clip}" --clip_train_args "${clip_train_args}" \
         --clip_model "${clip_model}" --clip_pretrained "${clip_pretrained}" --frame_size "${frame_size}"
@@ -166,11 +170,16 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     awk -v n="${gen_per_class}" '{ for (i = 0; i < n; i++) printf "%03d_%02d %s\n", NR - 1, i, $0 }' \
         "${gen}/classes" > "${gen}/text/text"
     cp "${gen}/text/text" "${gen}/text/label"
-    if [ -f "${dump_dir}/test_mix/query_image.scp" ] && [ -f "${dump_dir}/test_mix/label" ]; then
+    # the class of each test image: its label, else its text query when that names a training class
+    image_classes=${dump_dir}/test_mix/label
+    [ -f "${image_classes}" ] || image_classes=${dump_dir}/test_mix/text
+    if [ -f "${dump_dir}/test_mix/query_image.scp" ] && [ -f "${image_classes}" ]; then
         # the first --gen_images_per_class test images of each class (in id order)
-        sort "${dump_dir}/test_mix/label" | awk -v n="${gen_images_per_class}" \
+        awk 'NR == FNR { known[$0] = 1; next } (substr($0, index($0, " ") + 1) in known)' \
+            "${gen}/classes" "${image_classes}" | sort | awk -v n="${gen_images_per_class}" \
             '{ k = substr($0, index($0, " ") + 1); c[k]++; if (n == 0 || c[k] <= n) print }' \
             > "${gen}/image/label"
+        log "image queries: classes from ${image_classes} ($(wc -l < "${gen}/image/label") of $(wc -l < "${image_classes}") test items name a training class)"
         awk 'NR == FNR { keep[$1] = 1; next } ($1 in keep)' "${gen}/image/label" "${dump_dir}/test_mix/query_image.scp" \
             > "${gen}/image/query_image.scp"
     fi
@@ -188,7 +197,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${eval_classifier}" = tru
     "${run[@]}" "${exp_dir}/classifier/real/score.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \
         --gen_scp "${dump_dir}/valid/wav.scp" --gen_label "${dump_dir}/valid/label" \
         --classifier_dir "${exp_dir}/classifier" --ref_scp "${gen}/reference.scp" \
-        --output_dir "${exp_dir}/classifier/real" --name "real held-out audio"
+        --output_dir "${exp_dir}/classifier/real" --name "real held-out audio" --device "${inference_device}"
     log "$(grep -h "relevance" "${exp_dir}/classifier/real/score.log" | tail -n 1 | sed 's/.*INFO: //')"
 fi
 
@@ -271,7 +280,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
                 "${run[@]}" "${out}/generate.log" ${python} -m espnet2_clip.bin.clipsonic_inference \
                     --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${model_file}" ${query_opts} \
                     "${voc_opts[@]}" --guidance_scale "${w}" --num_steps "${gen_steps}" \
-                    --batch_size "${gen_batch_size}" --output_dir "${out}" < /dev/null
+                    --batch_size "${gen_batch_size}" --device "${inference_device}" --output_dir "${out}" < /dev/null
             done
         done < <(model_variants "${train_query}")
     done < <(models)
@@ -292,7 +301,8 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
                 out=$(gen_dir "${tag}" "${variant}" "${w}")
                 "${run[@]}" "${out}/scoring.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \
                     --gen_scp "${out}/wav.scp" --gen_label "$(label_of "${variant}")" --ref_scp "${gen}/reference.scp" \
-                    "${eval_opts[@]}" "${clap_opts[@]}" --output_dir "${out}/scoring" --name "${tag} ${variant} w=${w}" \
+                    "${eval_opts[@]}" "${clap_opts[@]}" --device "${inference_device}" --output_dir "${out}/scoring" \
+                    --name "${tag} ${variant} w=${w}" \
                     --meta "system=${tag}" "variant=${variant}" "guidance_scale=${w}" < /dev/null
                 log "Stage 8: $(grep -h "n=" "${out}/scoring.log" | tail -n 1 | sed 's/.*INFO: //')"
             done
@@ -322,10 +332,11 @@ of the test set's query images; CLIP: ${clip_model}")
         "${run[@]}" "${exp_dir}/${tag}/benchmark.log" ${python} -m espnet2_clip.bin.clipsonic_benchmark \
             --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/valid.loss.best.pth" \
             --query "$(head -n 1 "${gen}/classes")" --num_samples "${benchmark_samples}" --num_steps "${gen_steps}" \
-            --guidance_scale "${main_guidance}" --threads "${nj}" --output "${exp_dir}/${tag}/benchmark.json" < /dev/null
+            --guidance_scale "${main_guidance}" --threads "${nj}" --device "${inference_device}" \
+            --output "${exp_dir}/${tag}/benchmark.json" < /dev/null
         notes+=(--note "generation speed (${tag}): $(${python} -c "import json, sys; d = json.load(open(sys.argv[1])); \
 print(f\"one {d['audio_seconds']} s clip ({d['variant']}, {d['num_steps']} steps, w = {d['guidance_scale']}, {d['vocoder']}) \
-in {d['seconds_total']} s on {d['threads']} CPU threads (RTF {d['rtf']}; sampling {d['seconds_mel_sampling']} s, \
+in {d['seconds_total']} s on {d['hardware']} (RTF {d['rtf']}; sampling {d['seconds_mel_sampling']} s, \
 vocoder {d['seconds_vocoder']} s)\")" "${exp_dir}/${tag}/benchmark.json")")
     fi
     real=()

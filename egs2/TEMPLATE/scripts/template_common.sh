@@ -4,6 +4,11 @@
 scripts_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 run=("${scripts_dir}/run_local.sh")
 [ -n "${train_cmd}" ] || train_cmd=${scripts_dir}/run_local.sh
+case "${gpu_inference:-false}" in  # the --device of every inference stage that runs a network
+    true) inference_device=cuda ;;
+    false) inference_device=cpu ;;
+    *) echo "error: --gpu_inference must be true or false, got '${gpu_inference}'" >&2; exit 1 ;;
+esac
 
 if [ "${train_clip}" = true ]; then  # stage "train a small CLIP" writes these
     clip_model=${exp_dir}/clip/open_clip_config.json
@@ -31,7 +36,7 @@ embed_label_text() {
     tag=$(model_tag "$1")
     set_encoder_opts "$1"
     "${run[@]}" "${exp_dir}/logs/embed_text_${tag}_$2.log" ${python} -m espnet2_clip.bin.query_embed \
-        --mode text --input_scp "${dump_dir}/$2/label" --train_config "$1" "${encoder_opts[@]}" \
+        --mode text --input_scp "${dump_dir}/$2/label" --train_config "$1" "${encoder_opts[@]}" --device "${inference_device}" \
         --output_dir "${dump_dir}/$2/text_${tag}" --output_scp "${dump_dir}/$2/query_text_${tag}.scp"
 }
 

@@ -7,6 +7,7 @@
 #   ./run.sh --stage 1 --ngpu 1                        # everything (needs internet for stage 1)
 #   ./run.sh --stage 1 --stop_stage 1 --cookies cookies.txt --download_nj 2   # downloads only
 #   ./run.sh --stage 7 --ngpu 4 --models "clipsep_nit"  # train one model on 4 GPUs
+#   ./run.sh --stage 8 --gpu_inference true            # separate (and embed queries) on the GPU
 #   ./run.sh --skip_upload_hf false --hf_repo user/clipsep_music --stage 12  # share on the Hub
 set -euo pipefail
 . ./path.sh

@@ -4,8 +4,8 @@
 #
 #   ./run.sh --stage 1 --ngpu 1                          # everything (stage 1 needs internet)
 #   ./run.sh --stage 6 --ngpu 4                          # train the diffusion models on 4 GPUs
+#   ./run.sh --stage 7 --gpu_inference true              # generate and score on the GPU
 #   ./run.sh --stage 7 --fad_ckpt_dir ~/hub --clap_ckpt ~/ckpt/630k-audioset-best.pt   # local checkpoints
-#
 #   ./run.sh --stage 5 --pretrained_prior ~/dalle2/prior   # PD offline: a local copy of the LAION prior
 #
 # Our choices (the paper is silent, clipsonic.md §8): OpenAI CLIP ViT-L/14 (768-d: the published DALL-E 2
