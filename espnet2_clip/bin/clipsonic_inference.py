@@ -118,8 +118,8 @@ class TextToAudio:
 
         if use_prior is False:
             prior_config = None
-        else:
-            prior_config = prior_config or getattr(self.train_args, "prior_config", None)
+        elif not prior_config:  # the recorded prior (its file goes with it, not with a prior given here)
+            prior_config = getattr(self.train_args, "prior_config", None)
             prior_file = prior_file or (getattr(self.train_args, "prior_file", None) if prior_config else None)
         if use_prior and not prior_config:
             raise ValueError("use_prior=True but no prior_config is given or recorded")

@@ -119,7 +119,9 @@ def test_a_users_world_is_never_overwritten(recipe_run, tmp_path):
     shutil.copytree(recipe_run / "world_ci" / "data", mine / "data")
     (mine / "data" / "test_mix" / "label").unlink()  # the image queries' classes then come from their text
     before = _snapshot(mine)
-    dirs = ["--data_dir", "data_mine", "--dump_dir", "dump_mine", "--exp_dir", "exp_mine"]
+    dirs = ["--data_dir", "data_mine", "--dump_dir", "dump_mine", "--exp_dir", "exp_mine",  # the CI run's CLIP
+            "--train_clip", "false", "--clip_model", str(recipe_run / "exp_ci" / "clip" / "open_clip_config.json"),
+            "--clip_pretrained", str(recipe_run / "exp_ci" / "clip" / "open_clip_model.safetensors")]
     refused = subprocess.run(["./run.sh", "--setting", "ci", "--world_dir", str(mine), "--stop_stage", "1", *dirs],
                              cwd=recipe_run, capture_output=True, text=True)
     assert refused.returncode != 0

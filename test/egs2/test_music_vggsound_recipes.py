@@ -577,7 +577,7 @@ def vggsound_clipsonic(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
            "--clip_model", str(tiny_clip_dir / "open_clip_config.json"),
            "--clip_pretrained", str(tiny_clip_dir / "open_clip_model.safetensors"),
            "--pretrained_prior", str(laion), "--vocoder_config", "", "--gen_vocoder", "griffin_lim",
-           "--gen_per_class", "1", "--guidance_scales", "1 3", "--main_guidance", "3", "--gen_steps", "2",
+           "--gen_per_class", "1", "--guidance_scales", "3", "--main_guidance", "3", "--gen_steps", "2",
            "--benchmark_samples", "4095", "--demo_examples", "0"]
     proc = subprocess.run(cmd, cwd=recipe, env=dict(env, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
                           timeout=900)

@@ -233,6 +233,12 @@ def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_cli
     assert str(root / "cache") in str(loaded.embedder.encoder_conf["pretrained"])
     assert loaded.variant == "PD" and str(root / "cache") in str(loaded.train_args.prior_file)
     np.testing.assert_allclose(loaded("a pure tone", num_steps=2, seed=3), expected, atol=1e-6)
+    # another prior given at load time replaces the packed one (its recorded prior.pth is not used)
+    from espnet2_clip.t2a.laion_prior import LaionPrior
+
+    laion = TextToAudio.from_pretrained(str(root / "packed" / "model.zip"), cachedir=str(root / "cache"),
+                                        prior_config=str(tiny_laion_prior(32, root / "laion")))
+    assert laion.variant == "PD" and isinstance(laion.prior, LaionPrior)
 
 
 def test_generation_benchmark_prints_timings(trained, tmp_path, capsys):
