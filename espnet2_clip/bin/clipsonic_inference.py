@@ -169,15 +169,15 @@ class TextToAudio:
         if query is None:
             raise ValueError("empty query: give a text, an image or a CLIP embedding")
         kind = query_kind or infer_query_kind(query)
+        if kind == "text" and self.prior is not None and self.prior.uses_text_encodings:
+            emb, encodings = self._text_tokens(query)  # one CLIP pass gives both conditions of the prior
+            return self.prior.sample(emb, num_steps=self.prior_steps, generator=generator, text_encodings=encodings)
         emb = self.embedder(kind, query)
         if kind == "embedding" and (not emb.is_floating_point() or emb.shape[-1] != self.model.cond_dim):
             raise ValueError(f"query embedding must be ({self.model.cond_dim},) floats (or per-frame "
                              f"(n_frames, {self.model.cond_dim})), got {tuple(np.shape(query))}")
         if kind == "text" and self.prior is not None:
-            encodings = None
-            if self.prior.uses_text_encodings:
-                emb, encodings = self._text_tokens(query)
-            emb = self.prior.sample(emb, num_steps=self.prior_steps, generator=generator, text_encodings=encodings)
+            emb = self.prior.sample(emb, num_steps=self.prior_steps, generator=generator)
         return emb
 
     def _text_tokens(self, text: str):
