@@ -43,3 +43,35 @@ def markdown_table(text: str, header_start: str = "| System") -> Tuple[List[str]
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         rows[cells[0]] = cells[1:]
     return header, rows
+
+
+def save_tiny_clap(directory: Path) -> Path:
+    """A tiny random transformers CLAP (model, RoBERTa tokenizer of 56 tokens, ClapFeatureExtractor with
+    the unfused checkpoint's ``rand_trunc``) written with ``save_pretrained``: the layout of
+    laion/clap-htsat-unfused, 0.1 MB. Its CLAP scores mean nothing."""
+    import json
+
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    config = ClapConfig(
+        text_config=dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=40, type_vocab_size=1, projection_dim=8),
+        audio_config=dict(spec_size=64, num_mel_bins=16, patch_size=4, patch_stride=(4, 4), window_size=4,
+                          depths=[1, 1], num_attention_heads=[2, 2], hidden_size=32, patch_embeds_hidden_size=16,
+                          projection_dim=8, enable_fusion=False),
+        projection_dim=8)
+    ClapModel(config).eval().save_pretrained(directory)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{c: 4 + i for i, c in enumerate(letters)},
+             **{"\u0120" + c: 30 + i for i, c in enumerate(letters)}}  # Ġ: a word's first letter
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    RobertaTokenizer(vocab_file=str(directory / "vocab.json"), merges_file=str(directory / "merges.txt"),
+                     model_max_length=40).save_pretrained(directory)
+    ClapFeatureExtractor(feature_size=16, sampling_rate=48000, max_length_s=1, hop_length=480,
+                         fft_window_size=1024, truncation="rand_trunc").save_pretrained(directory)
+    return directory

@@ -12,8 +12,10 @@
   its query named; chance 1/K), with per-class accuracy and the confusion matrix;
 * ``fd``: Fréchet distance between generated and reference (real) clips in the classifier's
   embedding space (fidelity proxy);
-* optional, for real data, with LOCAL checkpoints: ``--fad_ckpt_dir`` (VGGish FAD via
-  ``frechet-audio-distance``) and ``--clap_ckpt`` + ``--query_text`` (LAION-CLAP score).
+* optional, for real data: ``--fad_model`` (FAD with VGGish embeddings: ``vggish`` downloads the
+  published weights through torch.hub's cache, a local ``.pth`` works offline) and ``--clap_model``
+  + ``--query_text`` (CLAP score: a Hugging Face id such as ``laion/clap-htsat-unfused``, a local
+  ``save_pretrained`` directory, or a LAION-CLAP ``.pt`` with the optional ``laion-clap`` package).
 
 ``report``: collect every ``*/scoring/result.json`` under ``--exp_dir`` into RESULTS.md: a
 table per variant at ``--main_guidance`` and a guidance-scale sweep table + PNG plot.
@@ -54,11 +56,12 @@ def score(args: argparse.Namespace) -> Dict:
     from espnet2_clip.metrics.audio_classifier import load_classifier
     from espnet2_clip.metrics.generation import (
         ClassifierEmbedding,
-        build_embedding_model,
         clap_score,
         classifier_relevance,
         frechet_audio_distance,
         frechet_distance,
+        load_clap,
+        load_vggish_embedding,
     )
 
     labels = read_scp(args.gen_label)
@@ -87,19 +90,23 @@ def score(args: argparse.Namespace) -> Dict:
             ref_emb = embedder.embed_audio(ref_waves, ref_sr)
             result["fd"] = frechet_distance(ref_emb, gen_emb)
             result["num_reference"] = len(ref_waves)
-    if args.fad_ckpt_dir:
+    if args.fad_model:
         if not args.ref_scp:
-            raise ValueError("--fad_ckpt_dir needs --ref_scp (the real reference clips)")
+            raise ValueError("--fad_model needs --ref_scp (the real reference clips)")
         _, ref_waves, ref_sr = read_waves(args.ref_scp)
-        model = build_embedding_model("vggish", args.fad_ckpt_dir)
+        model = load_vggish_embedding(args.fad_model, device=args.device)
         result["fad_vggish"] = frechet_audio_distance(model, waves, _resampled(ref_waves, ref_sr, sr), sr)
-    if args.clap_ckpt:
+        result["fad_model"] = str(args.fad_model)
+    if args.clap_model:
         if not args.query_text:
-            raise ValueError("--clap_ckpt needs --query_text (the text each clip was generated for)")
+            raise ValueError("--clap_model needs --query_text (the text each clip was generated for)")
         texts = read_scp(args.query_text)
-        model = build_embedding_model("laion_clap", args.clap_ckpt, device=args.device)
+        missing = [k for k in keys if k not in texts]
+        if missing:
+            raise ValueError(f"{len(missing)} generated clips have no text in {args.query_text}: {missing[:5]}")
+        model = load_clap(args.clap_model, device=args.device)
         result["clap"] = clap_score(model, waves, [texts[k] for k in keys], sr)
-        result["clap"]["checkpoint"] = str(args.clap_ckpt)
+        result["clap"]["model"] = str(args.clap_model)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "result.json", json.dumps(result, indent=2))
@@ -171,12 +178,22 @@ def _fmt(r: Optional[Dict], what: str) -> str:
         return "–"
     if what == "rel":
         return f"{100 * r['relevance']['accuracy']:.1f}" if "relevance" in r else "–"
+    if what == "fad":
+        return f"{r['fad_vggish']:.2f}" if "fad_vggish" in r else "–"
+    if what == "clap":
+        return f"{r['clap']['mean']:.3f}" if "clap" in r else "–"
     return f"{r['fd']:.2f}" if "fd" in r else "–"
+
+
+def _models(results: Sequence[Dict], key: str) -> List[str]:
+    """The FAD / CLAP models named in ``results`` (``fad_model`` / ``clap.model``), in order of appearance."""
+    names = [r.get("fad_model") if key == "fad" else r.get("clap", {}).get("model") for r in results]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def make_report(results: List[Dict], main_guidance: float, title: str, notes: Sequence[str],
                 real: Optional[Dict], plot: Optional[str]) -> str:
-    """RESULTS.md text (and the sweep plot)."""
+    """RESULTS.md text (and the sweep plot); FAD / CLAP columns and sweep tables when any result has them."""
     if not results:
         raise ValueError("no scored generations found (run the evaluation stage first)")
     table = defaultdict(dict)  # (variant, system) -> w -> result
@@ -185,59 +202,79 @@ def make_report(results: List[Dict], main_guidance: float, title: str, notes: Se
     rows = sorted(table, key=lambda k: _row_key({"meta": {"variant": k[0], "system": k[1]}}))
     scales = sorted({w for per in table.values() for w in per})
     chance = next((r["relevance"]["chance"] for r in results if "relevance" in r), None)
+    everything = results + ([real] if real is not None else [])
+    extra = [m for m, key in (("fad", "fad_vggish"), ("clap", "clap")) if any(key in r for r in everything)]
     lines = [f"# {title}", ""]
     lines += [f"Relevance: accuracy (%) of the evaluation audio classifier on clips generated for each class's "
               f"query (chance {100 * chance:.1f} %)." if chance else "",
-              "FD: Fréchet distance to real clips in the classifier's embedding space (lower is better).", ""]
+              "FD: Fréchet distance to real clips in the classifier's embedding space (lower is better)."]
+    if "fad" in extra:
+        lines.append(f"FAD: Fréchet audio distance to the real clips with VGGish embeddings (one per 0.96 s, no PCA, "
+                     f"no final ReLU; lower is better; model: {', '.join(_models(everything, 'fad'))}).")
+    if "clap" in extra:
+        lines.append(f"CLAP: mean cosine similarity of the CLAP audio embedding of each clip and the text embedding "
+                     f"of its query (higher is better; model: {', '.join(_models(everything, 'clap'))}); "
+                     f"CLIPSonic-IQ and real audio against their label text.")
+    lines.append("")
+    heads = {"fad": "FAD ↓", "clap": "CLAP ↑"}
     lines += [f"## Variants at guidance scale w = {main_guidance:g}", "",
-              "| System | Query | Relevance (%) ↑ | FD ↓ | Clips |", "|---|---|---|---|---|"]
+              "| System | Query | Relevance (%) ↑ | FD ↓ | " + "".join(f"{heads[m]} | " for m in extra) + "Clips |",
+              "|---|---|---|---|" + "---|" * len(extra) + "---|"]
     query_kind = {"IQ": "image", "ZS": "text (direct)", "PD": "text → prior", "SD": "text (supervised)"}
+
+    def cells(r):
+        return f"{_fmt(r, 'rel')} | {_fmt(r, 'fd')} | " + "".join(f"{_fmt(r, m)} | " for m in extra)
+
     for key in rows:
         r = table[key].get(main_guidance)
         if r is None and table[key]:
             r = table[key][min(table[key], key=lambda w: abs(w - main_guidance))]
         name = variant_row_name(key[0])
-        lines.append(f"| {name} | {query_kind.get(key[0], key[0])} | {_fmt(r, 'rel')} | {_fmt(r, 'fd')} | "
-                     f"{r['count'] if r else '–'} |")
+        lines.append(f"| {name} | {query_kind.get(key[0], key[0])} | {cells(r)}{r['count'] if r else '–'} |")
     if real is not None:
-        lines.append(f"| {REAL_AUDIO_ROW} | – | {_fmt(real, 'rel')} | {_fmt(real, 'fd')} | {real['count']} |")
-    lines += ["", "## Guidance-scale sweep (relevance % / FD)", "",
-              "| Variant | " + " | ".join(f"w = {w:g}" for w in scales) + " |",
-              "|---|" + "---|" * len(scales)]
+        lines.append(f"| {REAL_AUDIO_ROW} | – | {cells(real)}{real['count']} |")
+    sweep_head = ["| Variant | " + " | ".join(f"w = {w:g}" for w in scales) + " |", "|---|" + "---|" * len(scales)]
+    lines += ["", "## Guidance-scale sweep (relevance % / FD)", ""] + sweep_head
     for key in rows:
-        cells = [f"{_fmt(table[key].get(w), 'rel')} / {_fmt(table[key].get(w), 'fd')}" for w in scales]
-        lines.append(f"| {key[0]} | " + " | ".join(cells) + " |")
+        sweep = [f"{_fmt(table[key].get(w), 'rel')} / {_fmt(table[key].get(w), 'fd')}" for w in scales]
+        lines.append(f"| {key[0]} | " + " | ".join(sweep) + " |")
+    for m in extra:
+        lines += ["", f"## Guidance-scale sweep ({heads[m]})", ""] + sweep_head
+        for key in rows:
+            lines.append(f"| {key[0]} | " + " | ".join(_fmt(table[key].get(w), m) for w in scales) + " |")
     lines.append("")
     if plot:
-        _plot(table, rows, scales, chance, plot)
+        _plot(table, rows, scales, chance, plot, extra)
         lines += [f"![guidance sweep]({plot})", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
 
 
-def _plot(table, rows, scales, chance, path):
+def _plot(table, rows, scales, chance, path, extra=()):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key in rows:
-        ws = [w for w in scales if w in table[key]]
-        ax1.plot(ws, [100 * table[key][w]["relevance"]["accuracy"] if "relevance" in table[key][w] else np.nan
-                      for w in ws], marker="o", label=key[0])
-        ax2.plot(ws, [table[key][w].get("fd", np.nan) for w in ws], marker="o", label=key[0])
+    panels = [("relevance (%)", lambda r: 100 * r["relevance"]["accuracy"] if "relevance" in r else np.nan),
+              ("FD (classifier embedding)", lambda r: r.get("fd", np.nan))]
+    if "fad" in extra:
+        panels.append(("FAD (VGGish)", lambda r: r.get("fad_vggish", np.nan)))
+    if "clap" in extra:
+        panels.append(("CLAP score", lambda r: r["clap"]["mean"] if "clap" in r else np.nan))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5))
+    for ax, (label, value) in zip(axes, panels):
+        for key in rows:
+            ws = [w for w in scales if w in table[key]]
+            ax.plot(ws, [value(table[key][w]) for w in ws], marker="o", label=key[0])
+        ax.set_xlabel("guidance scale w")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
     if chance:
-        ax1.axhline(100 * chance, color="grey", linestyle="--", label="chance")
-    ax1.set_xlabel("guidance scale w")
-    ax1.set_ylabel("relevance (%)")
-    ax1.set_ylim(0, 105)
-    ax2.set_xlabel("guidance scale w")
-    ax2.set_ylabel("FD (classifier embedding)")
-    ax1.legend(fontsize=8)
-    ax1.grid(alpha=0.3)
-    ax2.grid(alpha=0.3)
+        axes[0].axhline(100 * chance, color="grey", linestyle="--", label="chance")
+    axes[0].set_ylim(0, 105)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -261,8 +298,10 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--gen_label", required=True, help="'uttid class' of the class each clip was generated for")
     s.add_argument("--classifier_dir", default=None, help="Evaluation classifier (classifier_train)")
     s.add_argument("--ref_scp", default=None, help="wav.scp of real reference clips (FD / FAD)")
-    s.add_argument("--fad_ckpt_dir", default=None, help="Local torch.hub dir with VGGish (FAD)")
-    s.add_argument("--clap_ckpt", default=None, help="Local LAION-CLAP checkpoint (.pt) for the CLAP score")
+    s.add_argument("--fad_model", default=None, help="FAD with VGGish embeddings: 'vggish' (published weights, "
+                   "downloaded into torch.hub's cache) or a local .pth state dict (offline)")
+    s.add_argument("--clap_model", default=None, help="CLAP score: a Hugging Face id (e.g. laion/clap-htsat-unfused; "
+                   "Hugging Face cache), a local save_pretrained directory, or a LAION-CLAP .pt (laion-clap package)")
     s.add_argument("--query_text", default=None, help="'uttid text' queries (CLAP score)")
     s.add_argument("--device", default="cpu", help="where the classifier and CLAP run (cpu, cuda)")
     s.add_argument("--output_dir", required=True)

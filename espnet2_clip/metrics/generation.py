@@ -3,11 +3,13 @@
 * :func:`frechet_distance` between two sets of embeddings (Gaussian fit, FAD's formula).
 * :func:`classifier_relevance`: accuracy of a classifier's predictions on clips generated for
   a class's query (the bridge world's relevance; chance is 1/K).
-* Real data (clipsonic.md §5, §8): **FAD** with VGGish embeddings through the
-  ``frechet-audio-distance`` package and **CLAP score** (cosine similarity of the LAION-CLAP
-  text embedding of the query and the audio embedding of the clip) through ``laion-clap``.
-  Both take LOCAL checkpoints (nothing is downloaded by this module); the packages are
-  imported lazily, with an error naming what to install.
+* Real data (clipsonic.md §5, §8): **FAD** with VGGish embeddings (:mod:`espnet2_clip.metrics.vggish`,
+  written here: the published torchvggish weights, FAD's convention) and **CLAP score** (cosine
+  similarity of the CLAP text embedding of the query and the audio embedding of the clip) with
+  transformers' ``ClapModel`` (default ``laion/clap-htsat-unfused``), or a LAION-CLAP ``.pt``
+  through the optional ``laion-clap`` package.
+  Names (``vggish``, a Hugging Face hub id) download into the torch hub / Hugging Face caches when
+  online; local paths (a ``.pth`` state dict, a ``save_pretrained`` directory) work offline.
 
 Any object with ``embed_audio(waves, sample_rate) -> (N, D)`` (and for the CLAP score
 ``embed_text(texts) -> (N, D)``) can stand in for VGGish / CLAP, e.g. the bridge world's
@@ -55,8 +57,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     0.9 s at N = 200, D = 128; the same time with 24 clips), and the
     package's function is a method of a class whose module imports laion_clap, encodec, resampy
     and torchlibrosa at import time, while the package pins numpy < 2 on Python < 3.13 (our
-    stack: numpy 2), so it cannot be a required dependency. :class:`VGGishFAD` still uses the
-    package for the VGGish embeddings when it is installed.
+    stack: numpy 2), so it cannot be a required dependency (nor is it used for the VGGish
+    embeddings: :mod:`espnet2_clip.metrics.vggish`).
     """
     a, b = _check_embeddings(a, "first"), _check_embeddings(b, "second")
     if a.shape[1] != b.shape[1]:
@@ -153,12 +155,15 @@ class ClassifierEmbedding:
         return self.classifier.predict(waves, self.batch_size)[1]
 
 
+DEFAULT_CLAP = "laion/clap-htsat-unfused"
+
+
 class LaionCLAP:
-    """LAION-CLAP (``pip install laion-clap``) from a LOCAL checkpoint, for the CLAP score.
+    """LAION-CLAP (``pip install laion-clap``, optional) from a local ``.pt`` checkpoint, for the CLAP score.
 
     Args:
         checkpoint: Path of a CLAP ``.pt`` checkpoint (e.g. ``630k-audioset-best.pt``; state
-            which one next to the numbers, clipsonic.md §7.9). Never downloaded here.
+            which one next to the numbers, clipsonic.md §7.9). Never downloaded here (:class:`HFClap` downloads).
         enable_fusion: True for the fusion checkpoints.
         amodel: Audio encoder of the checkpoint (``HTSAT-tiny`` for 630k-*, ``HTSAT-base`` for music).
         device: torch device.
@@ -169,8 +174,8 @@ class LaionCLAP:
     def __init__(self, checkpoint: PathLike, enable_fusion: bool = False, amodel: str = "HTSAT-tiny",
                  device: str = "cpu"):
         if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"CLAP checkpoint not found: {checkpoint} (give a local .pt file; "
-                                    "this code never downloads one)")
+            raise FileNotFoundError(f"CLAP checkpoint not found: {checkpoint} (a local LAION-CLAP .pt file; or "
+                                    f"a Hugging Face CLAP such as {DEFAULT_CLAP}, by hub id or local directory)")
         try:
             import laion_clap
         except ImportError as e:
@@ -190,38 +195,70 @@ class LaionCLAP:
         return np.asarray(self.model.get_text_embedding(padded, use_tensor=False))[: len(texts)]
 
 
-class VGGishFAD:
-    """VGGish embeddings through ``frechet-audio-distance`` (16 kHz, no PCA, pre-activation: §8).
+
+class HFClap:
+    """CLAP through transformers' ``ClapModel`` (``from_pretrained``: a hub id or a local directory).
 
     Args:
-        ckpt_dir: A LOCAL torch.hub directory that already holds ``harritaylor/torchvggish``
-            and its weights (the package's ``ckpt_dir``). Never downloaded here.
+        model: Hugging Face hub id (downloaded into the Hugging Face cache, ``$HF_HOME/hub``, when
+            online; found there offline) or a local directory written by ``save_pretrained``
+            (model, tokenizer and ``ClapFeatureExtractor``).
+        device: torch device.
     """
 
-    sample_rate = 16000
+    def __init__(self, model: PathLike = DEFAULT_CLAP, device: str = "cpu", batch_size: int = 16):
+        from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
-    def __init__(self, ckpt_dir: PathLike, use_pca: bool = False, use_activation: bool = False):
-        if not Path(ckpt_dir).is_dir():
-            raise FileNotFoundError(f"VGGish checkpoint directory not found: {ckpt_dir} (a local torch.hub "
-                                    "cache holding harritaylor/torchvggish; this code never downloads it)")
-        try:
-            from frechet_audio_distance import FrechetAudioDistance
-        except ImportError as e:
-            raise _missing("frechet_audio_distance", "frechet-audio-distance", "FAD") from e
-        self.fad = FrechetAudioDistance(ckpt_dir=str(ckpt_dir), model_name="vggish", sample_rate=self.sample_rate,
-                                        use_pca=use_pca, use_activation=use_activation, verbose=False)
+        self.name = str(model)
+        self.model = ClapModel.from_pretrained(self.name).eval().to(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.name)
+        self.feature_extractor = ClapFeatureExtractor.from_pretrained(self.name)
+        self.sample_rate = int(self.feature_extractor.sampling_rate)  # 48 kHz
+        self.device = device
+        self.batch_size = batch_size
+
+    @staticmethod
+    def _pooled(out):
+        return getattr(out, "pooler_output", out)  # transformers 5: an output object; 4: the tensor
 
     def embed_audio(self, waves: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
+        import torch
+
         waves = _resample(waves, sample_rate, self.sample_rate)
-        return np.asarray(self.fad.get_embeddings(waves, sr=self.sample_rate))
+        out = []
+        # clips longer than the extractor's max_length_s (10 s) are cropped at random positions drawn from
+        # numpy's global generator: seeded here (and restored) so that a score is the same on every run
+        rng_state = np.random.get_state()
+        np.random.seed(0)
+        try:
+            with torch.no_grad():
+                for i in range(0, len(waves), self.batch_size):
+                    inputs = self.feature_extractor(waves[i: i + self.batch_size], sampling_rate=self.sample_rate,
+                                                    return_tensors="pt")
+                    inputs = {k: v.to(self.device) for k, v in inputs.items()}
+                    out.append(self._pooled(self.model.get_audio_features(**inputs)).cpu().numpy())
+        finally:
+            np.random.set_state(rng_state)
+        return np.concatenate(out)
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            inputs = self.tokenizer(list(texts), padding=True, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            return self._pooled(self.model.get_text_features(**inputs)).cpu().numpy()
 
 
-def build_embedding_model(name: str, checkpoint: Optional[PathLike] = None, **kwargs):
-    """``vggish`` (FAD) or ``laion_clap`` (CLAP score) from a local checkpoint."""
-    if not checkpoint:
-        raise ValueError(f"{name} needs a local checkpoint path (nothing is downloaded)")
-    if name == "vggish":
-        return VGGishFAD(checkpoint, **kwargs)
-    if name == "laion_clap":
-        return LaionCLAP(checkpoint, **kwargs)
-    raise ValueError(f"unknown embedding model {name!r} (vggish | laion_clap)")
+def load_clap(model: PathLike = DEFAULT_CLAP, device: str = "cpu"):
+    """A LAION-CLAP ``.pt`` file (laion-clap package), else a transformers CLAP (hub id or local directory)."""
+    if str(model).endswith(".pt"):
+        return LaionCLAP(model, device=device)
+    return HFClap(model, device=device)
+
+
+def load_vggish_embedding(model: PathLike = "vggish", device: str = "cpu"):
+    """VGGish embeddings for FAD: ``vggish`` (torch.hub download / cache) or a local ``.pth`` state dict."""
+    from espnet2_clip.metrics.vggish import VGGishEmbedding
+
+    return VGGishEmbedding(model, device=device)

@@ -143,7 +143,8 @@ def download_state_dict(url: str = VGGISH_URL) -> Dict[str, torch.Tensor]:
 def load_vggish(model: Union[str, Path] = "vggish", final_activation: bool = False,
                 device: str = "cpu") -> VGGish:
     """``"vggish"`` (download / torch.hub cache) or a local ``.pth`` state dict -> VGGish in eval mode."""
-    net = VGGish(final_activation)
+    with torch.device("meta"):  # no random init of 72 M parameters: the state dict replaces them
+        net = VGGish(final_activation)
     if str(model) == "vggish":
         state, source = download_state_dict(), VGGISH_URL
     else:
@@ -153,8 +154,30 @@ def load_vggish(model: Union[str, Path] = "vggish", final_activation: bool = Fal
                                     f"published weights, or a local copy of {VGGISH_URL.rsplit('/', 1)[1]})")
         state, source = torch.load(path, map_location="cpu", weights_only=True), str(path)
     check_state_dict(net, state, source)
-    net.load_state_dict(state)
+    net.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, assign=True)
     return net.eval().to(device)
+
+
+def save_stand_in(path: Union[str, Path], seed: int = 0) -> Path:
+    """Write a random VGGish state dict with the published layout and shapes, for tests and offline pipeline runs.
+
+    Every weight is a strided view of a short random vector (``w[i, j, ...] = v[3 i + 2 j + ...]``), which
+    ``torch.save`` stores as that vector: a file of about 0.3 MB instead of 290 MB that loads as a full
+    VGGish. Its FAD numbers mean nothing.
+    """
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    with torch.device("meta"):  # shapes only
+        shapes = {name: tuple(t.shape) for name, t in VGGish().state_dict().items()}
+    for name, shape in shapes.items():
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+        strides = tuple(range(len(shape) + 1, 1, -1))[:-1] + (1,)  # (..., 3, 2, 1)
+        base = torch.randn(sum((d - 1) * st for d, st in zip(shape, strides)) + 1, generator=g)
+        state[name] = (base / fan_in ** 0.5).as_strided(shape, strides)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
 
 
 class VGGishEmbedding:

@@ -114,9 +114,41 @@ def test_score_errors(classifier, tmp_path):
         clipsonic_eval.main(common + ["--gen_label", str(tmp_path / "unknown"),
                                       "--classifier_dir", str(classifier / "exp")])
     with pytest.raises(ValueError, match="needs --query_text"):
-        clipsonic_eval.main(common + ["--gen_label", str(gen / "label"), "--clap_ckpt", str(tmp_path / "x.pt")])
+        clipsonic_eval.main(common + ["--gen_label", str(gen / "label"), "--clap_model", str(tmp_path / "x.pt")])
+    with pytest.raises(ValueError, match="--fad_model needs --ref_scp"):
+        clipsonic_eval.main(common + ["--gen_label", str(gen / "label"), "--fad_model", "vggish"])
     with pytest.raises(ValueError, match="no scored generations"):
         clipsonic_eval.main(["report", "--exp_dir", str(tmp_path / "empty"), "--output", str(tmp_path / "R.md")])
+
+
+def test_fad_and_clap_through_the_cli(tmp_path):
+    """``--fad_model`` (a local VGGish stand-in) and ``--clap_model`` (a local save_pretrained CLAP): scored
+    for every variant, in RESULTS.md as FAD / CLAP columns of the variant table and sweep tables."""
+    from shared_helpers import save_tiny_clap
+
+    from espnet2_clip.bin import clipsonic_eval
+    from espnet2_clip.metrics.vggish import save_stand_in
+
+    vggish, clap = save_stand_in(tmp_path / "vggish.pth"), save_tiny_clap(tmp_path / "clap")
+    ref = write_set(tmp_path, "ref", 1, 2)
+    for variant, seed, w in (("IQ", 3, 3), ("ZS", 4, 3), ("ZS", 5, 1)):
+        gen = write_set(tmp_path, f"gen_{variant}_{w}", 1, seed)
+        clipsonic_eval.main([
+            "score", "--gen_scp", str(gen / "wav.scp"), "--gen_label", str(gen / "label"), "--ref_scp",
+            str(ref / "wav.scp"), "--fad_model", str(vggish), "--clap_model", str(clap), "--query_text",
+            str(gen / "label"), "--output_dir", str(tmp_path / "exp" / gen.name / "scoring"),
+            "--meta", "system=m", f"variant={variant}", f"guidance_scale={w}"])
+    result = json.loads((tmp_path / "exp" / "gen_ZS_3" / "scoring" / "result.json").read_text())
+    assert result["fad_vggish"] >= 0 and result["fad_model"] == str(vggish)
+    assert result["clap"]["model"] == str(clap) and len(result["clap"]["per_clip"]) == 3
+    text = clipsonic_eval.main(["report", "--exp_dir", str(tmp_path / "exp"), "--output", str(tmp_path / "R.md"),
+                                "--plot", str(tmp_path / "sweep.png")]) or (tmp_path / "R.md").read_text()
+    assert "| System | Query | Relevance (%) ↑ | FD ↓ | FAD ↓ | CLAP ↑ | Clips |" in text
+    assert f"| CLIPSonic-ZS | text (direct) | – | – | {result['fad_vggish']:.2f} | {result['clap']['mean']:.3f} | 3 |" in text
+    assert "## Guidance-scale sweep (FAD ↓)" in text and "## Guidance-scale sweep (CLAP ↑)" in text
+    assert f"model: {vggish})" in text and f"model: {clap})" in text
+    iq = json.loads((tmp_path / "exp" / "gen_IQ_3" / "scoring" / "result.json").read_text())
+    assert f"| IQ | – | {iq['fad_vggish']:.2f} |" in text  # sweep rows: w = 1 missing for IQ
 
 
 # ------------------------------------------------------------------ bad input through the generation CLI

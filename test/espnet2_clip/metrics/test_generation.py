@@ -9,13 +9,14 @@ import torch
 
 from espnet2_clip.metrics.generation import (
     ClassifierEmbedding,
+    DEFAULT_CLAP,
+    HFClap,
     LaionCLAP,
-    VGGishFAD,
-    build_embedding_model,
     clap_score,
     classifier_relevance,
     frechet_audio_distance,
     frechet_distance,
+    load_clap,
 )
 
 SR = 16000
@@ -108,19 +109,10 @@ def test_missing_packages_and_checkpoints_give_clear_errors(tmp_path, monkeypatc
     ckpt = tmp_path / "clap.pt"
     ckpt.write_bytes(b"x")
     monkeypatch.setitem(sys.modules, "laion_clap", None)  # import fails as if not installed
-    monkeypatch.setitem(sys.modules, "frechet_audio_distance", None)
     with pytest.raises(ImportError, match="pip install laion-clap"):
-        LaionCLAP(ckpt)
-    with pytest.raises(ImportError, match="pip install frechet-audio-distance"):
-        VGGishFAD(tmp_path)
-    with pytest.raises(FileNotFoundError, match="never downloads"):
-        LaionCLAP(tmp_path / "missing.pt")
-    with pytest.raises(FileNotFoundError, match="never downloads"):
-        VGGishFAD(tmp_path / "missing")
-    with pytest.raises(ValueError, match="local checkpoint"):
-        build_embedding_model("vggish", None)
-    with pytest.raises(ValueError, match="unknown embedding model"):
-        build_embedding_model("panns", ckpt)
+        load_clap(ckpt)
+    with pytest.raises(FileNotFoundError, match="a local LAION-CLAP .pt file"):
+        load_clap(tmp_path / "missing.pt")
 
 
 def test_laion_clap_code_path_with_a_stand_in_package(tmp_path, monkeypatch):
@@ -145,30 +137,41 @@ def test_laion_clap_code_path_with_a_stand_in_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "laion_clap", types.SimpleNamespace(CLAP_Module=FakeCLAP))
     ckpt = tmp_path / "630k-audioset-best.pt"
     ckpt.write_bytes(b"x")
-    model = build_embedding_model("laion_clap", ckpt)
-    assert calls["ckpt"] == str(ckpt) and calls["init"] == (False, "HTSAT-tiny", "cpu")
+    model = load_clap(ckpt)
+    assert isinstance(model, LaionCLAP) and calls["ckpt"] == str(ckpt) and calls["init"] == (False, "HTSAT-tiny", "cpu")
     score = clap_score(model, [tone(200)], ["low"], SR)
     assert calls["audio_shape"] == (1, 24000)  # 0.5 s at 48 kHz
     assert calls["texts"] == ["low", "low"]  # a batch of one is padded for the package's tokenizer
     assert score["mean"] > 0.9
 
 
-def test_vggish_code_path_with_a_stand_in_package(tmp_path, monkeypatch):
-    seen = {}
+def test_transformers_clap_from_a_local_directory_and_by_hub_id(tmp_path, monkeypatch):
+    """A save_pretrained directory loads offline (48 kHz input: resampled); a hub id goes to from_pretrained."""
+    import transformers
+    from shared_helpers import save_tiny_clap
 
-    class FakeFAD:
-        def __init__(self, **kwargs):
-            seen.update(kwargs)
+    local = save_tiny_clap(tmp_path / "clap")
+    model = load_clap(str(local))
+    assert isinstance(model, HFClap) and model.sample_rate == 48000
+    waves = [tone(300, 1.5), tone(3000, 0.5)]
+    emb = model.embed_audio(waves, SR)
+    assert emb.shape == (2, 8) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    score = clap_score(model, waves, ["dog barking", "a violin"], SR)
+    assert score["count"] == 2 and -1 <= score["mean"] <= 1
+    np.random.seed(1)
+    assert np.allclose(model.embed_audio(waves, SR), emb, atol=1e-6)  # the random crop of a long clip: seeded
 
-        def get_embeddings(self, waves, sr):
-            return BandEnergy().embed_audio(waves, sr)
+    asked = []
+    for cls in (transformers.ClapModel, transformers.AutoTokenizer, transformers.ClapFeatureExtractor):
+        real = cls.from_pretrained
 
-    monkeypatch.setitem(sys.modules, "frechet_audio_distance", types.SimpleNamespace(FrechetAudioDistance=FakeFAD))
-    model = build_embedding_model("vggish", tmp_path)
-    assert seen["ckpt_dir"] == str(tmp_path) and seen["model_name"] == "vggish" and seen["use_pca"] is False
-    lows = [tone(200 + 20 * i, 0.25) for i in range(4)]
-    fd = frechet_audio_distance(model, [tone(3000, 0.25), tone(3500, 0.25)], lows, 22050)
-    assert fd > 0
+        def fake(name, *args, _real=real, **kwargs):
+            asked.append(name)
+            return _real(str(local), *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", fake)
+    assert load_clap().name == DEFAULT_CLAP == "laion/clap-htsat-unfused"
+    assert asked == [DEFAULT_CLAP] * 3
 
 
 def test_audio_classifier_save_load_roundtrip(tmp_path):
