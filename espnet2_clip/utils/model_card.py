@@ -276,7 +276,9 @@ def scores_section(task: str, system: str, results: Optional[PathLike], model_ro
               "(only the test clips that could still be downloaded; see Training data)"
               if task == SEPARATION else
               "relevance (accuracy % of the recipe's evaluation classifier on clips generated for each class) "
-              "and FD (Fréchet distance to real clips in its embedding space)")
+              "and FD (Fréchet distance to real clips in its embedding space); where the recipe scored them, FAD "
+              "(VGGish embeddings) and CLAP score (CLAP text-audio cosine similarity), with the models named in "
+              "RESULTS.md")
     body = [f"From the recipe's `{path.name}` (packed with the model): the rows of {system} and the reference "
             f"rows; {metric}.", ""]
     for heading, lines in tables:

@@ -554,7 +554,11 @@ def _tiny_clipsonic() -> dict:
 @pytest.fixture(scope="module")
 def vggsound_clipsonic(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
     """egs2/vggsound/clipsonic1 on the clipsep1 run's downloads (world -> ../clipsep1/world, --data_stage 2),
-    stages 1-10 with tiny models and, for PD, a tiny stand-in of the LAION prior in its published layout."""
+    stages 1-10 with tiny models and, for PD, a tiny stand-in of the LAION prior in its published layout; FAD and
+    CLAP (the recipe's vggish / laion/clap-htsat-unfused) with local stand-ins of the same layouts."""
+    from shared_helpers import save_tiny_clap
+
+    from espnet2_clip.metrics.vggish import save_stand_in
     from espnet2_clip.t2a.laion_prior import LaionPrior, save_published_format
 
     root, env = env_root
@@ -570,6 +574,8 @@ def vggsound_clipsonic(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
                                  image_embed_dim=32, timesteps=100, sample_timesteps=4, cond_drop_prob=0.1))
     laion = tmp_path_factory.mktemp("laion_prior")
     save_published_format(LaionPrior.from_config(prior_conf), prior_conf, laion / "prior")
+    metric_models = tmp_path_factory.mktemp("metric_models")  # 0.3 MB VGGish-shaped .pth, 0.1 MB CLAP directory
+    vggish, clap = save_stand_in(metric_models / "vggish.pth"), save_tiny_clap(metric_models / "clap")
     # the clipsep1 run's world (its scp paths are relative to a recipe dir: world/download/...)
     (recipe / "world").symlink_to("../clipsep1/world")
     cmd = ["./run.sh", "--stage", "1", "--stop_stage", "10", "--data_stage", "2",
@@ -578,7 +584,7 @@ def vggsound_clipsonic(vggsound_run, env_root, tiny_clip_dir, tmp_path_factory):
            "--clip_pretrained", str(tiny_clip_dir / "open_clip_model.safetensors"),
            "--pretrained_prior", str(laion), "--vocoder_config", "", "--gen_vocoder", "griffin_lim",
            "--gen_per_class", "1", "--guidance_scales", "3", "--main_guidance", "3", "--gen_steps", "2",
-           "--benchmark_samples", "4095", "--demo_examples", "0"]
+           "--benchmark_samples", "4095", "--demo_examples", "0", "--fad_model", str(vggish), "--clap_model", str(clap)]
     proc = subprocess.run(cmd, cwd=recipe, env=dict(env, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
@@ -607,8 +613,15 @@ def test_vggsound_clipsonic_pd_with_the_published_prior(vggsound_clipsonic, tmp_
 
     key = sorted(pd)[0]
     assert np.abs(sf.read(pd[key])[0] - sf.read(zs[key])[0]).max() > 1e-4  # the prior changed the condition
-    _, rows = markdown_table((recipe / "RESULTS.md").read_text())
+    results = (recipe / "RESULTS.md").read_text()
+    header, rows = markdown_table(results)
     assert {"CLIPSonic-IQ", "CLIPSonic-ZS", "CLIPSonic-PD", "SD (supervised reference)"} <= set(rows)
+    for name in ("CLIPSonic-IQ", "CLIPSonic-ZS", "CLIPSonic-PD", "SD (supervised reference)"):  # FAD, CLAP scored
+        assert float(rows[name][header.index("FAD ↓") - 1]) >= 0, rows[name]
+        assert -1 <= float(rows[name][header.index("CLAP ↑") - 1]) <= 1, rows[name]
+    assert "## Guidance-scale sweep (FAD ↓)" in results and "## Guidance-scale sweep (CLAP ↑)" in results
+    iq = json.loads((exp / "clipsonic_iq" / "gen_iq_w3" / "scoring" / "result.json").read_text())
+    assert iq["clap"]["model"].endswith("clap")  # IQ against its test items' label text
     zip_path = exp / "clipsonic_iq" / "packed_model.zip"
     with zipfile.ZipFile(zip_path) as z:
         names = z.namelist()

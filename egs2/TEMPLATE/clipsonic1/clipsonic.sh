@@ -18,8 +18,9 @@
 #      (IQ; ZS / PD at inference); --text_config -> SD (CLIP text embeddings of the labels)
 #   7  generation for every variant (IQ: test image queries; ZS: text fed directly; PD: text
 #      through the prior; SD) and every guidance scale of --guidance_scales
-#   8  evaluation: relevance (classifier accuracy), FD in its embedding space; optional FAD
-#      (--fad_ckpt_dir) and CLAP score (--clap_ckpt), local checkpoints only
+#   8  evaluation: relevance (classifier accuracy), FD in its embedding space; FAD with VGGish
+#      (--fad_model, every variant) and CLAP score (--clap_model: text variants against their query,
+#      IQ against its test item's label text), downloaded by name or read from local paths
 #   9  RESULTS.md (variant table, guidance sweep table and plot)
 #   10 model card exp/<tag>/README.md (espnet2_clip.bin.model_card), then pack every diffusion model with it and
 #      its CLIP / prior / vocoder (loadable by TextToAudio.from_pretrained; `espnet2-clip info` prints the card)
@@ -78,8 +79,12 @@ variants="IQ ZS PD SD" # variants to generate (those the trained models allow)
 # Evaluation
 eval_classifier=true   # stage 3: train the evaluation classifier on ${dump_dir}/train (needs labels)
 classifier_args=""
-fad_ckpt_dir=""        # local torch.hub dir with VGGish: FAD (pip install frechet-audio-distance)
-clap_ckpt=""           # local LAION-CLAP .pt: CLAP score (pip install laion-clap)
+fad_model=""           # FAD (VGGish embeddings, every variant and guidance scale; empty: no FAD): vggish = the
+                       # published torchvggish weights (vggish-10086976.pth), downloaded once by torch.hub into
+                       # $TORCH_HOME/hub/checkpoints (default ~/.cache/torch); offline: a local copy of that .pth
+clap_model=""          # CLAP score (empty: none): a Hugging Face id (laion/clap-htsat-unfused), downloaded once into
+                       # the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface; HF_HUB_OFFLINE=1 reads
+                       # it offline), a local save_pretrained directory, or a LAION-CLAP .pt (pip install laion-clap)
 benchmark_samples=65535  # stage 9: time one generated clip of this length (0: skip)
 results_title="CLIPSonic"
 demo_examples=4        # stage 11: prompts (classes) on ${exp_dir}/demo/index.html (0: no page)
@@ -91,7 +96,7 @@ model_license=cc-by-4.0  # licence of the model weights stated in the model card
 _option_names="stage stop_stage nj ngpu gpu_inference num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args data_stage train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
 prior_config prior_args pretrained_prior image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
-gen_steps gen_batch_size variants eval_classifier classifier_args fad_ckpt_dir clap_ckpt benchmark_samples results_title
+gen_steps gen_batch_size variants eval_classifier classifier_args fad_model clap_model benchmark_samples results_title
 corpus_name model_license demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
@@ -194,9 +199,12 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${eval_classifier}" = tru
         --train_scp "${dump_dir}/train/wav.scp" --train_label "${dump_dir}/train/label" \
         --valid_scp "${dump_dir}/valid/wav.scp" --valid_label "${dump_dir}/valid/label" \
         --class_names "${gen}/classes" --output_dir "${exp_dir}/classifier" ${classifier_args}
+    real_opts=()  # the real-audio row: FAD / CLAP (against the label text) too
+    [ -n "${fad_model}" ] && real_opts+=(--fad_model "${fad_model}")
+    [ -n "${clap_model}" ] && real_opts+=(--clap_model "${clap_model}" --query_text "${dump_dir}/valid/label")
     "${run[@]}" "${exp_dir}/classifier/real/score.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \
         --gen_scp "${dump_dir}/valid/wav.scp" --gen_label "${dump_dir}/valid/label" \
-        --classifier_dir "${exp_dir}/classifier" --ref_scp "${gen}/reference.scp" \
+        --classifier_dir "${exp_dir}/classifier" --ref_scp "${gen}/reference.scp" "${real_opts[@]}" \
         --output_dir "${exp_dir}/classifier/real" --name "real held-out audio" --device "${inference_device}"
     log "$(grep -h "relevance" "${exp_dir}/classifier/real/score.log" | tail -n 1 | sed 's/.*INFO: //')"
 fi
@@ -289,14 +297,12 @@ fi
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     eval_opts=()
     [ "${eval_classifier}" = true ] && eval_opts+=(--classifier_dir "${exp_dir}/classifier")
-    [ -n "${fad_ckpt_dir}" ] && eval_opts+=(--fad_ckpt_dir "${fad_ckpt_dir}")
+    [ -n "${fad_model}" ] && eval_opts+=(--fad_model "${fad_model}")
     while read -r train_query config; do
         tag=$(model_tag "${config}")
         while read -r variant _; do
-            clap_opts=()
-            if [ -n "${clap_ckpt}" ] && [ "${variant}" != IQ ]; then
-                clap_opts=(--clap_ckpt "${clap_ckpt}" --query_text "${gen}/text/text")
-            fi
+            clap_opts=()  # the class text each clip was generated for (IQ: its test item's label)
+            [ -n "${clap_model}" ] && clap_opts=(--clap_model "${clap_model}" --query_text "$(label_of "${variant}")")
             for w in ${guidance_scales}; do
                 out=$(gen_dir "${tag}" "${variant}" "${w}")
                 "${run[@]}" "${out}/scoring.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \

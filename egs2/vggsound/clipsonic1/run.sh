@@ -5,7 +5,7 @@
 #   ./run.sh --stage 1 --ngpu 1                          # everything (stage 1 needs internet)
 #   ./run.sh --stage 6 --ngpu 4                          # train the diffusion models on 4 GPUs
 #   ./run.sh --stage 7 --gpu_inference true              # generate and score on the GPU
-#   ./run.sh --stage 7 --fad_ckpt_dir ~/hub --clap_ckpt ~/ckpt/630k-audioset-best.pt   # local checkpoints
+#   ./run.sh --stage 8 --fad_model ~/ckpt/vggish-10086976.pth --clap_model ~/ckpt/clap-htsat-unfused   # offline copies
 #   ./run.sh --stage 5 --pretrained_prior ~/dalle2/prior   # PD offline: a local copy of the LAION prior
 #
 # Our choices (the paper is silent, clipsonic.md §8): OpenAI CLIP ViT-L/14 (768-d: the published DALL-E 2
@@ -14,7 +14,9 @@
 # pretrained prior, LAION's DALL-E 2 prior (Hugging Face laion/DALLE2-PyTorch, prior/best.pth +
 # prior_config.json, 1.3 GB, downloaded on first use; a directory holding both also works offline).
 # VGGSound has no captioned images to train a prior on.
-# Metrics: FAD (VGGish, frechet-audio-distance) and CLAP score (laion-clap), LOCAL checkpoints only.
+# Metrics: FAD with VGGish (torchvggish's published weights, downloaded once into torch.hub's cache) and CLAP
+# score with laion/clap-htsat-unfused (transformers; Hugging Face cache) for every variant and guidance scale
+# (IQ's CLAP against its test item's label text); local copies work offline (TEMPLATE/clipsonic1/clipsonic.sh).
 set -euo pipefail
 . ./path.sh
 
@@ -28,6 +30,6 @@ set -euo pipefail
     --image_config conf/train_clipsonic_iq.yaml --text_config conf/train_clipsonic_sd.yaml \
     --pretrained_prior laion \
     --gen_vocoder hifigan --gen_per_class 10 --guidance_scales "1 2 3 5" --gen_steps 25 \
-    --eval_classifier false \
+    --eval_classifier false --fad_model vggish --clap_model laion/clap-htsat-unfused \
     --results_title "CLIPSonic recipe on VGGSound" \
     "${args[@]}"
