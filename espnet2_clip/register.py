@@ -8,8 +8,10 @@ Importing this module registers, idempotently:
     ``espnet2.tasks.enh.loss_wrapper_choices`` (scores the extractor's mask); the TSE task reads
     these two registries too.
 
-Every ``python -m espnet2_clip.bin.*`` entry point imports it; Python users who drive ESPnet's
-own classes (e.g. ``espnet2.bin.enh_tse_inference.SeparateSpeech``) import it first.
+The training and TSE entry points (``python -m espnet2_clip.bin.*_train``, ``tse_*``) import it;
+Python users who drive ESPnet's own classes (e.g. ``espnet2.bin.enh_tse_inference.SeparateSpeech``)
+import it first. The CLIPSep / CLIPSonic inference front ends do not need it (nor ESPnet's task
+machinery: ``espnet2_clip.utils.model_files``), so they start in a few seconds.
 """
 
 import espnet2.tasks.enh as _enh

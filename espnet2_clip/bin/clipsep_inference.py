@@ -3,7 +3,6 @@
 
 Python::
 
-    import espnet2_clip.register  # noqa: F401  (not needed when using this class)
     from espnet2_clip.bin.clipsep_inference import TextQueriedSeparation
     sep = TextQueriedSeparation.from_pretrained("user/clipsep_nit_music")  # HF repo or local zip
     violin = sep(mixture, fs=44100, query="violin")  # (N,) at fs
@@ -28,12 +27,12 @@ import torch
 from tqdm import tqdm
 from typeguard import typechecked
 
-from espnet2_clip import register  # noqa: F401
 from espnet2_clip.query.embedder import QueryEmbedder, infer_query_kind
 from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, run_cli
-from espnet2_clip.tasks.clipsep import CLIPSepTask
+from espnet2_clip.sep.build import build_clipsep_model
 from espnet2_clip.utils.chunking import overlap_add
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
+from espnet2_clip.utils.model_files import load_trained_model
 from espnet2_clip.utils.precision import set_backbone_precision
 
 Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
@@ -80,7 +79,7 @@ class TextQueriedSeparation:
             precision: "fp32", or "bf16": the backbone in bfloat16 (several times faster on CPUs
                 with AMX / AVX512-BF16; masks differ by ~0.2 %).
         """
-        self.model, self.train_args = CLIPSepTask.build_model_from_file(train_config, model_file, device)
+        self.model, self.train_args = load_trained_model(build_clipsep_model, train_config, model_file, device)
         set_backbone_precision(self.model.eval(), precision)
         self.device = device
         self.sample_rate = self.train_args.sample_rate

@@ -36,7 +36,6 @@ import inspect
 from typing import Dict, List, Optional
 
 import torch
-from espnet2.tasks.enh import separator_choices
 from typeguard import typechecked
 
 from espnet2_clip.sep.abs_backbone import AbsSeparatorBackbone
@@ -82,6 +81,8 @@ class ESPnetSeparatorBackbone(AbsSeparatorBackbone):
             raise ValueError(f"backbone_conf.input_type must be 'real' or 'complex', got '{input_type}'")
         if features not in ("auto", "masks", "outputs"):
             raise ValueError(f"backbone_conf.features must be 'auto', 'masks' or 'outputs', got '{features}'")
+        from espnet2.tasks.enh import separator_choices  # here: ESPnet's enh task takes ~8 s to import
+
         name = separator.lower()
         if name not in separator_choices.classes:
             raise ValueError(

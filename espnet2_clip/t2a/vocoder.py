@@ -8,7 +8,9 @@ model generates), so ``prod(upsample_scales)`` must equal the mel hop.
 Trained by ESPnet's ``GANTrainer`` with two optimisers (0: generator, 1: discriminator).
 """
 
-from typing import Any, Dict, Optional
+import argparse
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -145,3 +147,25 @@ class VocoderSegmentPreprocessor:
         start = int(self.rng.integers(0, len(wave) - n + 1)) if self.train else 0
         data["speech"] = wave[start : start + n]
         return data
+
+
+def build_vocoder_model(args: argparse.Namespace) -> HiFiGANVocoderModel:
+    """The vocoder of parsed training arguments or a loaded config.yaml (``HiFiGANVocoderTask.build_model``)."""
+    return HiFiGANVocoderModel(
+        MelFrontend(**(args.mel_conf or {})),
+        generator_params=args.generator_params or None,
+        discriminator_params=args.discriminator_params or None,
+        **(args.model_conf or {}),
+    )
+
+
+def load_vocoder(config: Union[str, Path], model_file: Optional[Union[str, Path]] = None,
+                 device: str = "cpu") -> HiFiGANVocoderModel:
+    """Build a trained vocoder from its ``config.yaml`` (+ ``.pth``), in eval mode."""
+    from espnet2_clip.utils.model_files import load_trained_model
+
+    if not Path(config).is_file():
+        raise FileNotFoundError(f"vocoder config not found: {config}")
+    model, _ = load_trained_model(build_vocoder_model, config, model_file, device)
+    model.generator.remove_weight_norm()
+    return model.eval()

@@ -35,7 +35,7 @@ from typeguard import typechecked
 
 from espnet2_clip.query.choices import query_encoder_choices
 from espnet2_clip.sep.preprocessor import CLIPSepPreprocessor
-from espnet2_clip.t2a.espnet_model import ESPnetCLIPSonicModel
+from espnet2_clip.t2a.espnet_model import ESPnetCLIPSonicModel, build_clipsonic_model
 from espnet2_clip.t2a.mel import MelFrontend
 from espnet2_clip.t2a.unet import DiffusionUNet
 
@@ -127,6 +127,4 @@ class CLIPSonicTask(AbsTask):
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetCLIPSonicModel:
-        mel = MelFrontend(**(args.mel_conf or {}))
-        unet = DiffusionUNet(**(args.unet_conf or {}))
-        return ESPnetCLIPSonicModel(mel, unet, **(args.model_conf or {}))
+        return build_clipsonic_model(args)

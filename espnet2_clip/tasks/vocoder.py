@@ -8,8 +8,7 @@ Options: ``mel_conf`` (must equal the diffusion model's; inference refuses a mis
 """
 
 import argparse
-from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
+from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,7 +20,12 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from typeguard import typechecked
 
 from espnet2_clip.t2a.mel import MelFrontend
-from espnet2_clip.t2a.vocoder import HiFiGANVocoderModel, VocoderSegmentPreprocessor
+from espnet2_clip.t2a.vocoder import (  # noqa: F401  (load_vocoder: also imported from here)
+    HiFiGANVocoderModel,
+    VocoderSegmentPreprocessor,
+    build_vocoder_model,
+    load_vocoder,
+)
 
 
 class HiFiGANVocoderTask(AbsTask):
@@ -73,12 +77,7 @@ class HiFiGANVocoderTask(AbsTask):
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> HiFiGANVocoderModel:
-        return HiFiGANVocoderModel(
-            MelFrontend(**(args.mel_conf or {})),
-            generator_params=args.generator_params or None,
-            discriminator_params=args.discriminator_params or None,
-            **(args.model_conf or {}),
-        )
+        return build_vocoder_model(args)
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: HiFiGANVocoderModel) -> List[torch.optim.Optimizer]:
@@ -91,13 +90,3 @@ class HiFiGANVocoderTask(AbsTask):
                 raise ValueError(f"optimizer must be one of {list(optim_classes)}: {name}")
             optimizers.append(optim_class(module.parameters(), **conf))
         return optimizers
-
-
-def load_vocoder(config: Union[str, Path], model_file: Optional[Union[str, Path]] = None,
-                 device: str = "cpu") -> HiFiGANVocoderModel:
-    """Build a trained vocoder from its ``config.yaml`` (+ ``.pth``), in eval mode."""
-    if not Path(config).is_file():
-        raise FileNotFoundError(f"vocoder config not found: {config}")
-    model, _ = HiFiGANVocoderTask.build_model_from_file(config, model_file, device)
-    model.generator.remove_weight_norm()
-    return model.eval()
