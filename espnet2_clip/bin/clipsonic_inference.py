@@ -33,12 +33,12 @@ import torch
 from tqdm import tqdm
 from typeguard import typechecked
 
-from espnet2_clip import register  # noqa: F401
 from espnet2_clip.query.embedder import QueryEmbedder, infer_query_kind
 from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, run_cli
 from espnet2_clip.t2a.mel import GriffinLim, check_same_mel_conf, fit_length
-from espnet2_clip.tasks.clipsonic import CLIPSonicTask
-from espnet2_clip.utils.fileio import atomic_path, write_scp
+from espnet2_clip.t2a.espnet_model import build_clipsonic_model
+from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
+from espnet2_clip.utils.model_files import load_trained_model
 
 Query = Union[str, np.ndarray, torch.Tensor, Any]  # text, embedding, or PIL image(s)
 PathOrNone = Optional[Union[Path, str]]
@@ -88,7 +88,7 @@ class TextToAudio:
             num_samples: Length of the generated clips (default: the training clip length;
                 the U-Net is convolutional, so it may differ, e.g. train on 1 s, generate 4.1 s).
         """
-        self.model, self.train_args = CLIPSonicTask.build_model_from_file(train_config, model_file, device)
+        self.model, self.train_args = load_trained_model(build_clipsonic_model, train_config, model_file, device)
         self.model.eval()
         self.device = device
         self.mel_conf = self.model.mel.mel_conf()
@@ -108,7 +108,7 @@ class TextToAudio:
         vocoder_config = vocoder_config or getattr(self.train_args, "vocoder_config", None)
         vocoder_file = vocoder_file or (getattr(self.train_args, "vocoder_file", None) if vocoder_config else None)
         if vocoder_config:
-            from espnet2_clip.tasks.vocoder import load_vocoder
+            from espnet2_clip.t2a.vocoder import load_vocoder
 
             self.vocoder = load_vocoder(vocoder_config, vocoder_file, device)
             check_same_mel_conf(self.mel_conf, self.vocoder.mel.mel_conf(), "vocoder")
@@ -202,9 +202,25 @@ class TextToAudio:
         ``seeds[i]``, so an item does not depend on what it is batched with. ``query_kinds[i]``:
         "text", "frames" or "embedding" (default: inferred).
         """
+        return self.sweep_mels(queries, [guidance_scale], num_steps, seeds, query_kinds)[0]
+
+    @torch.no_grad()
+    def sweep_mels(self, queries: Sequence[Query], guidance_scales: Sequence[float], num_steps: int = 25,
+                   seeds: Optional[Sequence[Optional[int]]] = None,
+                   query_kinds: Optional[Sequence[Optional[str]]] = None) -> torch.Tensor:
+        """(S, B, n_mels, T) normalised mels of B queries at each of S guidance scales, in one batch.
+
+        Each query is embedded once (one prior sample for PD) and starts from the same noise at
+        every scale, so the scales differ only by guidance; the U-Net runs on S x B items per step.
+        Seeds and kinds as in :meth:`generate_mels`.
+        """
         from espnet2_clip.t2a.diffusion import check_sampling_args
 
-        check_sampling_args(guidance_scale, num_steps, self.model.num_train_timesteps)
+        scales = [float(w) for w in guidance_scales]
+        if not scales:
+            raise ValueError("no guidance scales given")
+        for w in scales:
+            check_sampling_args(w, num_steps, self.model.num_train_timesteps)
         if len(queries) == 0:
             raise ValueError("no queries given")
         seeds = [None] * len(queries) if seeds is None else list(seeds)
@@ -216,8 +232,12 @@ class TextToAudio:
             gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
             embs.append(self.embed_query(query, gen, kind))
             noise.append(torch.randn((1, 1, self.model.mel.n_mels, self.num_frames), generator=gen))
-        return self.model.sample(torch.cat(embs), self.num_frames, guidance_scale, num_steps,
-                                 noise=torch.cat(noise))
+        num = len(scales)
+        emb, noise = torch.cat(embs), torch.cat(noise)
+        per_item = scales[0] if num == 1 else [w for w in scales for _ in queries]
+        mels = self.model.sample(emb.repeat(num, 1), self.num_frames, per_item, num_steps,
+                                 noise=noise.repeat(num, 1, 1, 1))
+        return mels.view(num, len(queries), *mels.shape[1:])
 
     def generate_mel(self, query: Query, guidance_scale: float = 3.0, num_steps: int = 25,
                      seed: Optional[int] = None, query_kind: Optional[str] = None) -> torch.Tensor:
@@ -263,39 +283,71 @@ class TextToAudio:
         return self.mel_to_wave(self.generate_mel(query, guidance_scale, num_steps, seed, query_kind))
 
 
+def output_dirs(output_dir: str, guidance_scales: Sequence[str]) -> Dict[str, Path]:
+    """The output directory of each guidance scale: ``output_dir`` with ``{w}`` replaced by the scale
+    as written (required when several scales are generated in one pass)."""
+    if len(guidance_scales) > 1 and "{w}" not in output_dir:
+        raise ValueError(f"--output_dir must contain '{{w}}' when several guidance scales are given "
+                         f"({' '.join(guidance_scales)}), got '{output_dir}'")
+    for w in guidance_scales:
+        try:
+            float(w)
+        except ValueError:
+            raise ValueError(f"--guidance_scale: '{w}' is not a number") from None
+    dirs = {w: Path(output_dir.replace("{w}", w)) for w in guidance_scales}
+    if len(set(dirs.values())) != len(dirs):
+        raise ValueError(f"--guidance_scale lists a scale twice: {' '.join(guidance_scales)}")
+    return dirs
+
+
+def selected_keys(keys: Sequence[str], key_file: Optional[str], option: str) -> List[str]:
+    """The ids of ``--key_file`` (one per line, first field), all in the query list; all ids without one."""
+    if not key_file:
+        return list(keys)
+    wanted = list(read_scp(key_file, allow_empty_value=True))
+    unknown = sorted(set(wanted) - set(keys))
+    if unknown:
+        raise ValueError(f"--key_file {key_file}: {len(unknown)} ids are not in {option}, e.g. {unknown[:5]}")
+    return sorted(wanted)
+
+
 def inference(args: argparse.Namespace) -> None:
-    """Generate one clip per query and write ``wav/<id>.wav`` + ``wav.scp``."""
+    """Generate one clip per query and guidance scale: ``<output_dir>/wav/<id>.wav`` + ``wav.scp``."""
+    dirs = output_dirs(args.output_dir, args.guidance_scale)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    queries = QueryLists(args)
+    table = queries.table
+    if not table:
+        raise ValueError(f"the query list is empty ({queries.option})")
+    all_keys = sorted(table)
+    keys = selected_keys(all_keys, args.key_file, queries.option)
+    seed_of = {key: args.seed + i for i, key in enumerate(all_keys)}  # a query's seed: its place in the whole list
     t2a = TextToAudio(
         args.train_config, args.model_file, vocoder_config=args.vocoder_config, vocoder_file=args.vocoder_file,
         prior_config=args.prior_config, prior_file=args.prior_file, device=args.device,
         query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
         use_prior=False if args.no_prior else None, num_samples=args.num_samples,
     )
-    queries = QueryLists(args)
-    table = queries.table
-    if not table:
-        raise ValueError(f"the query list is empty ({queries.option})")
-    out_dir = Path(args.output_dir)
-    wav_dir = out_dir / "wav"
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    logging.info(f"{len(table)} queries; text queries: {t2a.variant}; "
+    for out_dir in dirs.values():
+        (out_dir / "wav").mkdir(parents=True, exist_ok=True)
+    logging.info(f"{len(keys)} queries x {len(dirs)} guidance scales; text queries: {t2a.variant}; "
                  f"vocoder: {'HiFi-GAN' if t2a.vocoder is not None else 'Griffin-Lim'}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    keys = sorted(table)
-    scp = {}
+    scps: Dict[str, Dict[str, str]] = {w: {} for w in dirs}
     for start in tqdm(range(0, len(keys), args.batch_size), desc="generate"):
         batch = keys[start : start + args.batch_size]
         kinds, items = zip(*(queries[key] for key in batch))
-        waves = t2a.generate(list(items), guidance_scale=args.guidance_scale, num_steps=args.num_steps,
-                             seeds=[args.seed + start + i for i in range(len(batch))], query_kinds=list(kinds))
-        for key, wave in zip(batch, waves):
-            path = wav_dir / f"{key}.wav"
-            with atomic_path(path) as tmp:
-                sf.write(tmp, wave, t2a.sample_rate, format="WAV", subtype="FLOAT")
-            scp[key] = str(path.resolve())
-    write_scp(out_dir / "wav.scp", scp)
-    logging.info(f"wrote {len(scp)} clips to {out_dir}")
+        mels = t2a.sweep_mels(list(items), [float(w) for w in dirs], num_steps=args.num_steps,
+                              seeds=[seed_of[key] for key in batch], query_kinds=list(kinds))
+        for w, scale_mels in zip(dirs, mels):
+            for key, mel in zip(batch, scale_mels):
+                path = dirs[w] / "wav" / f"{key}.wav"
+                with atomic_path(path) as tmp:
+                    sf.write(tmp, t2a.mel_to_wave(mel), t2a.sample_rate, format="WAV", subtype="FLOAT")
+                scps[w][key] = str(path.resolve())
+    for w, out_dir in dirs.items():
+        write_scp(out_dir / "wav.scp", scps[w])
+        logging.info(f"wrote {len(scps[w])} clips to {out_dir}")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -311,12 +363,17 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior_file", default=None)
     parser.add_argument("--no_prior", action="store_true", help="Ignore a prior recorded in the config (ZS)")
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--guidance_scale", type=float, default=3.0, help="CFG scale w >= 0 (1: no guidance)")
+    parser.add_argument("--guidance_scale", nargs="+", default=["3"], metavar="W",
+                        help="CFG scale(s) w >= 0 (1: no guidance); several are sampled in one pass, each into "
+                             "--output_dir with '{w}' replaced by the scale as written")
     parser.add_argument("--num_steps", type=int, default=25, help="DDIM steps")
     parser.add_argument("--num_samples", type=int, default=None,
                         help="Clip length in samples (default: the training clip length)")
     parser.add_argument("--seed", type=int, default=0,
                         help="Seed of the first query in sorted id order (then +1 per query)")
+    parser.add_argument("--key_file", default=None,
+                        help="Generate only these query ids (one per line; a job's part of the list): the "
+                             "seeds stay those of the whole list, so the parts add up to one run's output")
     parser.add_argument("--batch_size", type=int, default=1,
                         help="Queries sampled together (results do not depend on it beyond float rounding)")
     add_query_arguments(parser, required=True)

@@ -5,7 +5,8 @@ IQ (image embedding of a frame), ZS (text embedding fed directly), PD (a diffusi
 text -> image embedding first), SD (trained on text embeddings of label text).
 """
 
-from typing import Dict, Optional, Tuple
+import argparse
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.train.abs_espnet_model import AbsESPnetModel
@@ -154,16 +155,22 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
 
     # ----------------------------------------------------------------- inference
     def guided_prediction(
-        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance_scale: float
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance_scale: Union[float, torch.Tensor]
     ) -> torch.Tensor:
-        """U-Net output (ε, v or x0) with classifier-free guidance for unit-norm ``cond`` (one batched pass)."""
-        if guidance_scale == 1.0:
-            return self.unet(x, t, cond)
+        """U-Net output (ε, v or x0) with classifier-free guidance for unit-norm ``cond`` (one batched pass).
+
+        ``guidance_scale``: one w, or a (B,) tensor of scales, one per item (a sweep sampled as one batch).
+        """
         null = self.null_embedding.to(cond.dtype).expand_as(cond)
-        if guidance_scale == 0.0:
-            return self.unet(x, t, null)
+        if not isinstance(guidance_scale, torch.Tensor):
+            if guidance_scale == 1.0:
+                return self.unet(x, t, cond)
+            if guidance_scale == 0.0:
+                return self.unet(x, t, null)
         eps = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, cond]))
         eps_uncond, eps_cond = eps.chunk(2)
+        if isinstance(guidance_scale, torch.Tensor):
+            guidance_scale = guidance_scale.to(eps.dtype).view(-1, *([1] * (eps.dim() - 1)))
         return cfg_combine(eps_uncond, eps_cond, guidance_scale)
 
     @torch.no_grad()
@@ -171,7 +178,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         self,
         query: torch.Tensor,
         num_frames: int,
-        guidance_scale: float = 3.0,
+        guidance_scale: Union[float, Sequence[float]] = 3.0,
         num_steps: int = 25,
         generator: Optional[torch.Generator] = None,
         noise: Optional[torch.Tensor] = None,
@@ -181,7 +188,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         Args:
             query: (B, D) CLIP embeddings (normalised here).
             num_frames: Frames T to generate.
-            guidance_scale: w >= 0 (1: no guidance).
+            guidance_scale: w >= 0 (1: no guidance), or B scales, one per item.
             num_steps: DDIM steps (>= 1).
             generator: CPU generator of the initial noise.
             noise: (B, 1, n_mels, T) initial noise instead (e.g. one seed per item of a batch).
@@ -189,11 +196,24 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         Returns:
             (B, n_mels, T) normalised log-mel.
         """
-        check_sampling_args(guidance_scale, num_steps, self.num_train_timesteps)
+        per_item = not isinstance(guidance_scale, (int, float))
+        scales = [float(w) for w in guidance_scale] if per_item else [float(guidance_scale)]
+        for w in scales:
+            check_sampling_args(w, num_steps, self.num_train_timesteps)
+        if per_item and len(scales) != query.shape[0]:
+            raise ValueError(f"{len(scales)} guidance scales for {query.shape[0]} queries")
         device = self.null_embedding.device
         cond = self.condition(query.to(device))
+        # one scale for all: a float; per item: a tensor on the device, made once (no host sync per step)
+        w = torch.tensor(scales, device=device) if per_item and len(set(scales)) > 1 else scales[0]
         shape = (cond.shape[0], 1, self.mel.n_mels, int(num_frames))
-        x = ddim_sample(lambda x, t: self.guided_prediction(x, t, cond, guidance_scale), shape, self.schedule_conf,
+        x = ddim_sample(lambda x, t: self.guided_prediction(x, t, cond, w), shape, self.schedule_conf,
                         num_steps, generator=generator, device=device, prediction_type=self.prediction_type,
                         noise=noise)
         return x.squeeze(1)
+
+
+def build_clipsonic_model(args: argparse.Namespace) -> ESPnetCLIPSonicModel:
+    """The model of parsed training arguments or a loaded config.yaml (``CLIPSonicTask.build_model``)."""
+    return ESPnetCLIPSonicModel(MelFrontend(**(args.mel_conf or {})), DiffusionUNet(**(args.unet_conf or {})),
+                                **(args.model_conf or {}))

@@ -165,3 +165,46 @@ def test_pack_stages_write_the_model_card_and_pack_it(tmp_path, capsys, monkeypa
     card = parse_card(_packed_card(recipe / "exp" / "sonic_image" / "packed_model.zip", "exp/sonic_image/README.md"))
     _, rows = markdown_table(card.section("Scores"))
     assert card.facts["scored"] is True and rows == {"CLIPSonic-IQ": ["image", "50.0", "1.50", "6"]}
+
+
+def test_run_local_job_array(tmp_path):
+    """``run_local.sh JOB=1:N LOG CMD``: N copies at once, JOB replaced in the log name and the arguments,
+    nproc / N threads each; one failing copy fails the whole, naming its log."""
+    runner = str(SCRIPTS / "run_local.sh")
+    env = {"PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([runner, "--gpu", "1", "JOB=1:3", f"{tmp_path}/log.JOB", "sh", "-c",
+                         f'echo "JOB $OMP_NUM_THREADS" > {tmp_path}/out.JOB'], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    nproc = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+    for job in (1, 2, 3):
+        assert (tmp_path / f"out.{job}").read_text() == f"{job} {max(1, nproc // 3)}\n"
+        log = (tmp_path / f"log.{job}").read_text()
+        assert log.startswith(f"# sh -c echo \"{job} $OMP_NUM_THREADS\"") and "# ended (code 0)" in log
+    bad = subprocess.run([runner, "JOB=1:2", f"{tmp_path}/bad.JOB", "sh", "-c", "test JOB = 1"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 1
+    assert f"see {tmp_path}/bad.2" in bad.stderr and "1 of 2 jobs failed" in bad.stderr
+    assert "# ended (code 0)" in (tmp_path / "bad.1").read_text()
+    empty = subprocess.run([runner, "JOB=2:1", f"{tmp_path}/x", "true"], capture_output=True, text=True)
+    assert empty.returncode == 2 and "empty job range" in empty.stderr
+
+
+def test_split_list_and_merge_scps(tmp_path):
+    """The inference stages' split (contiguous parts in id order, never an empty part) and merge (sorted)."""
+    (tmp_path / "list").write_text("".join(f"u{i} v{i}\n" for i in (4, 0, 3, 1, 2)) + "\n")
+    script = f"""
+set -euo pipefail
+python=python3 train_cmd="" train_clip=false exp_dir={tmp_path}/exp
+. {SCRIPTS}/template_common.sh
+echo "$(split_list {tmp_path}/list 2 {tmp_path}/split) $(split_list {tmp_path}/list 9 {tmp_path}/split9)"
+merge_scps {tmp_path}/merged {tmp_path}/split/keys.2 {tmp_path}/split/keys.1
+inference_nj=0
+. {SCRIPTS}/template_common.sh
+"""
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert proc.stdout == "2 5\n"
+    assert (tmp_path / "split" / "keys.1").read_text() == "u0 v0\nu1 v1\nu2 v2\n"
+    assert (tmp_path / "split" / "keys.2").read_text() == "u3 v3\nu4 v4\n"
+    assert sorted(p.name for p in (tmp_path / "split9").iterdir()) == [f"keys.{i}" for i in range(1, 6)]
+    assert (tmp_path / "merged").read_text() == "".join(f"u{i} v{i}\n" for i in range(5))
+    assert proc.returncode == 1 and "--inference_nj must be an integer >= 1, got '0'" in proc.stderr

@@ -7,10 +7,11 @@
 #   2  validate ${world_dir}/data/* and copy it to ${data_dir}/ (hold out valid if missing)
 #   3  extract 16 kHz mono audio and 1 fps frames from the videos
 #   4  train a small CLIP on the captioned images only (if --train_clip true)
-#   5  CLIP image embeddings of the frames; text embeddings / label ids of the labels
+#   5  CLIP image embeddings of the frames (--inference_nj jobs); text embeddings / label ids of the labels
 #   6  format the test mixtures of every --test_sets entry
 #   7  train every model of --train_configs (ESPnet trainer)
 #   8  separate the test mixtures with text (and image) queries: exp/<tag>/decode_<query>/<test set>
+#      (--inference_nj jobs, each writing logdir/output.JOB; spk*.scp merged)
 #   9  score: BSS-eval v4 SDR/SIR/SAR, mean +- s.e., median
 #   10 RESULTS.md (table + figure)
 #   11 model card exp/<tag>/README.md (espnet2_clip.bin.model_card), then pack every model with it
@@ -29,6 +30,8 @@ stop_stage=100
 nj=2                  # parallel jobs for extraction
 ngpu=0                # GPUs for training (ESPnet's launcher)
 gpu_inference=false   # true: CLIP embeddings and separation (stages 5, 8) run on the GPU (cuda)
+inference_nj=1        # parallel jobs of the inference stages (5: frames, 8: separation), each on a part of the list
+inference_cmd=""      # job runner of those jobs (default: our scripts/run_local.sh; a cluster's slurm.pl / queue.pl)
 num_nodes=1           # nodes for multi-node training (needs a cluster --train_cmd, e.g. slurm.pl)
 train_cmd=""          # job runner given to espnet2.bin.launch (default: our scripts/run_local.sh)
 python=python3
@@ -65,7 +68,7 @@ hf_repo=""            # user/name; with several models, user/name_<tag>
 # Demo page (stage 13)
 demo_examples=4       # mixtures per test set on ${exp_dir}/demo/index.html (0: no page)
 
-_option_names="stage stop_stage nj ngpu gpu_inference num_nodes python world_dir data_dir dump_dir exp_dir
+_option_names="stage stop_stage nj ngpu gpu_inference inference_nj inference_cmd num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
 train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name
 model_license demo_examples"
@@ -107,10 +110,13 @@ fi
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "Stage 5: query embeddings: frames with CLIP ${clip_model}; labels with each text-queried model's encoder"
     for set in train valid; do
-        "${run[@]}" "${exp_dir}/logs/embed_frames_${set}.log" ${python} -m espnet2_clip.bin.query_embed \
-            --mode frames --input_scp "${dump_dir}/${set}/frames.scp" --output_dir "${dump_dir}/${set}/clip_frames" \
-            --output_scp "${dump_dir}/${set}/query_image.scp" --query_encoder clip --device "${inference_device}" \
+        split_dir=${dump_dir}/${set}/clip_frames
+        jobs=$(split_list "${dump_dir}/${set}/frames.scp" "${inference_nj}" "${split_dir}")
+        "${inference_run[@]}" JOB=1:"${jobs}" "${exp_dir}/logs/embed_frames_${set}.JOB.log" ${python} -m espnet2_clip.bin.query_embed \
+            --mode frames --input_scp "${split_dir}/keys.JOB" --output_dir "${split_dir}/output.JOB" \
+            --output_scp "${split_dir}/output.JOB/query_image.scp" --query_encoder clip --device "${inference_device}" \
             --query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}"
+        merge_scps "${dump_dir}/${set}/query_image.scp" $(seq -f "${split_dir}/output.%g/query_image.scp" "${jobs}")
         [ -f "${dump_dir}/${set}/label" ] || continue
         for config in ${train_configs}; do  # text queries: the encoder and prompt the model's config names
             [ "$(config_value "${config}" train_query image)" = text ] || continue
@@ -202,10 +208,15 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
                 decode=${exp_dir}/${tag}/decode_${kind}/${tset}
                 log "Stage 8: separate ${dump_dir}/${tset} with ${tag} (${kind} queries) -> ${decode}"
                 # --output_length istft: the estimate the official evaluation scores (65,280 of 65,535 samples)
-                "${run[@]}" "${decode}/inference.log" ${python} -m espnet2_clip.bin.clipsep_inference \
+                split_dir=${decode}/logdir
+                jobs=$(split_list "${dump_dir}/${tset}/wav.scp" "${inference_nj}" "${split_dir}")
+                "${inference_run[@]}" JOB=1:"${jobs}" "${split_dir}/inference.JOB.log" ${python} -m espnet2_clip.bin.clipsep_inference \
                     --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/${inference_model}" \
-                    --mix_scp "${dump_dir}/${tset}/wav.scp" ${query_opts} "${prompt_opts[@]}" \
-                    --output_length istft --device "${inference_device}" --output_dir "${decode}"
+                    --mix_scp "${split_dir}/keys.JOB" ${query_opts} "${prompt_opts[@]}" \
+                    --output_length istft --device "${inference_device}" --output_dir "${split_dir}/output.JOB" < /dev/null
+                for spk in $(cd "${split_dir}/output.1" && ls spk*.scp); do
+                    merge_scps "${decode}/${spk}" $(seq -f "${split_dir}/output.%g/${spk}" "${jobs}")
+                done
             done < <(test_queries "${config}" "${tset}")
         done
     done

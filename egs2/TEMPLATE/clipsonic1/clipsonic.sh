@@ -17,7 +17,8 @@
 #   6  diffusion models (ESPnet trainer): --image_config -> the model of CLIP image embeddings of frames
 #      (IQ; ZS / PD at inference); --text_config -> SD (CLIP text embeddings of the labels)
 #   7  generation for every variant (IQ: test image queries; ZS: text fed directly; PD: text
-#      through the prior; SD) and every guidance scale of --guidance_scales
+#      through the prior; SD) and every guidance scale of --guidance_scales (all scales in one pass;
+#      the query list split over --inference_nj jobs, merged into exp/<tag>/gen_<variant>_w<w>/wav.scp)
 #   8  evaluation: relevance (classifier accuracy), FD in its embedding space; FAD with VGGish
 #      (--fad_model, every variant) and CLAP score (--clap_model: text variants against their query,
 #      IQ against its test item's label text), downloaded by name or read from local paths
@@ -73,7 +74,9 @@ gen_images_per_class=0 # image queries per class from the test set (0: all)
 guidance_scales="1 2 3 5"
 main_guidance=3        # the w of the variant table
 gen_steps=25           # DDIM steps
-gen_batch_size=8
+gen_batch_size=8       # queries per batch (x the guidance scales: all are sampled together)
+inference_nj=1         # parallel jobs of generation (stage 7), each on a part of the query list
+inference_cmd=""       # job runner of those jobs (default: our scripts/run_local.sh; a cluster's slurm.pl / queue.pl)
 variants="IQ ZS PD SD" # variants to generate (those the trained models allow)
 
 # Evaluation
@@ -93,7 +96,7 @@ demo_examples=4        # stage 11: prompts (classes) on ${exp_dir}/demo/index.ht
 corpus_name=""         # corpus named in the model card (default: the recipe's parent dir)
 model_license=cc-by-4.0  # licence of the model weights stated in the model card (Hub identifier)
 
-_option_names="stage stop_stage nj ngpu gpu_inference num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
+_option_names="stage stop_stage nj ngpu gpu_inference inference_nj inference_cmd num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args data_stage train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
 prior_config prior_args pretrained_prior image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
 gen_steps gen_batch_size variants eval_classifier classifier_args fad_model clap_model benchmark_samples results_title
@@ -150,7 +153,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     esac
     log "Stage 1: data (CLIPSep's data stages ${data_stage}-6)"
     "${template_dir}/../clipsep1/clipsep.sh" --stage "${data_stage}" --stop_stage 6 --nj "${nj}" --python "${python}" \
-        --gpu_inference "${gpu_inference}" \
+        --gpu_inference "${gpu_inference}" --inference_nj "${inference_nj}" --inference_cmd "${inference_cmd}" \
         --world_dir "${world_dir}" --data_dir "${data_dir}" --dump_dir "${dump_dir}" --exp_dir "${exp_dir}" \
         --local_data_args "${local_data_args}" --train_clip "${train_clip}" --clip_train_args "${clip_train_args}" \
         --clip_model "${clip_model}" --clip_pretrained "${clip_pretrained}" --frame_size "${frame_size}"
@@ -282,13 +285,20 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         tag=$(model_tag "${config}")
         model_file=${exp_dir}/${tag}/valid.loss.best.pth
         while read -r variant query_opts; do
+            # every guidance scale in one pass (same noise and prior sample per query), the query list in
+            # --inference_nj parts; the jobs write gen_<variant>_w<w>/logdir/output.JOB, merged into wav.scp
+            read -r -a opts <<< "${query_opts}"
+            split_dir=${exp_dir}/${tag}/logdir/gen_$(echo "${variant}" | tr 'A-Z' 'a-z')
+            jobs=$(split_list "${opts[1]}" "${inference_nj}" "${split_dir}")
+            log "Stage 7: ${tag} ${variant} w = ${guidance_scales} (${jobs} jobs) -> $(gen_dir "${tag}" "${variant}" "{${guidance_scales// /,}}")"
+            "${inference_run[@]}" JOB=1:"${jobs}" "${split_dir}/generate.JOB.log" ${python} -m espnet2_clip.bin.clipsonic_inference \
+                --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${model_file}" ${query_opts} \
+                --key_file "${split_dir}/keys.JOB" "${voc_opts[@]}" --guidance_scale ${guidance_scales} \
+                --num_steps "${gen_steps}" --batch_size "${gen_batch_size}" --device "${inference_device}" \
+                --output_dir "$(gen_dir "${tag}" "${variant}" "{w}")/logdir/output.JOB" < /dev/null
             for w in ${guidance_scales}; do
                 out=$(gen_dir "${tag}" "${variant}" "${w}")
-                log "Stage 7: ${tag} ${variant} w=${w} -> ${out}"
-                "${run[@]}" "${out}/generate.log" ${python} -m espnet2_clip.bin.clipsonic_inference \
-                    --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${model_file}" ${query_opts} \
-                    "${voc_opts[@]}" --guidance_scale "${w}" --num_steps "${gen_steps}" \
-                    --batch_size "${gen_batch_size}" --device "${inference_device}" --output_dir "${out}" < /dev/null
+                merge_scps "${out}/wav.scp" $(seq -f "${out}/logdir/output.%g/wav.scp" "${jobs}")
             done
         done < <(model_variants "${train_query}")
     done < <(models)

@@ -4,11 +4,35 @@
 scripts_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 run=("${scripts_dir}/run_local.sh")
 [ -n "${train_cmd}" ] || train_cmd=${scripts_dir}/run_local.sh
+inference_cmd=${inference_cmd:-${scripts_dir}/run_local.sh}
+inference_nj=${inference_nj:-1}
 case "${gpu_inference:-false}" in  # the --device of every inference stage that runs a network
-    true) inference_device=cuda ;;
-    false) inference_device=cpu ;;
+    true) inference_device=cuda; inference_run=(${inference_cmd} --gpu 1) ;;
+    false) inference_device=cpu; inference_run=(${inference_cmd}) ;;
     *) echo "error: --gpu_inference must be true or false, got '${gpu_inference}'" >&2; exit 1 ;;
 esac
+
+[[ "${inference_nj}" =~ ^[1-9][0-9]*$ ]] || { echo "error: --inference_nj must be an integer >= 1, got '${inference_nj}'" >&2; exit 1; }
+
+# split_list LIST N DIR: LIST's lines (sorted by id) in K = min(N, lines) contiguous parts DIR/keys.1..K
+# (older parts removed); prints K. The inference stages run one job per part (run_local.sh JOB=1:K).
+split_list() {
+    local list=$1 n=$2 dir=$3 total
+    total=$(grep -c . "${list}" || true)
+    [ "${total}" -gt 0 ] || { echo "error: ${list} is empty" >&2; return 1; }
+    [ "${n}" -le "${total}" ] || n=${total}
+    mkdir -p "${dir}"
+    rm -f "${dir}"/keys.*
+    grep . "${list}" | sort -k1,1 | awk -v n="${n}" -v total="${total}" -v dir="${dir}" \
+        '{ print > (dir "/keys." (int((NR - 1) * n / total) + 1)) }'
+    echo "${n}"
+}
+# merge_scps OUT FILE...: the jobs' lists, sorted by id, written atomically to OUT
+merge_scps() {
+    local out=$1
+    shift
+    sort -k1,1 "$@" > "${out}.tmp" && mv "${out}.tmp" "${out}"
+}
 
 if [ "${train_clip}" = true ]; then  # stage "train a small CLIP" writes these
     clip_model=${exp_dir}/clip/open_clip_config.json

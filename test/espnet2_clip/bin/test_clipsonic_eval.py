@@ -1,6 +1,7 @@
 """Evaluation CLIs (classifier training, scoring, RESULTS.md) and CLIPSonic bad input through the CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +231,67 @@ def test_cli_refuses_prior_of_another_embedding_size(untrained, tmp_path):
     with pytest.raises(ValueError, match="prior works on 16-dim CLIP embeddings but the model is conditioned on 32"):
         _cli(untrained, "--query_embedding", str(untrained / "emb.scp"), "--prior_config", str(paths["prior_config"]),
              "--prior_file", str(paths["prior_file"]))
+
+
+# ------------------------------------------------------------------ a guidance sweep in one pass, in parts
+def _embeddings(root, n: int):
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(n):
+        np.save(root / f"q{i}.npy", rng.standard_normal(32).astype(np.float32))
+        lines.append(f"q{i} {root / f'q{i}.npy'}\n")
+    (root / "queries.scp").write_text("".join(lines))
+    return root / "queries.scp"
+
+
+def _gen(root, out: str, *extra):
+    from espnet2_clip.bin import clipsonic_inference
+
+    clipsonic_inference.main(["--train_config", str(root / "config.yaml"), "--model_file", str(root / "model.pth"),
+                              "--num_steps", "3", "--output_dir", out, *extra])
+    return out
+
+
+def _clips(scp):
+    from espnet2_clip.utils.fileio import read_scp
+
+    return {key: sf.read(path)[0] for key, path in read_scp(scp).items()}
+
+
+def test_sweep_in_one_pass_and_parts_equal_separate_runs(untrained, tmp_path):
+    """All guidance scales of a sweep in one pass, and the query list split over two jobs (--key_file),
+    give the clips of one run per scale over the whole list: same seeds, same noise, same values."""
+    queries = _embeddings(tmp_path, 3)
+    state = torch.load(untrained / "model.pth")  # zero-initialised layers made random: the condition matters
+    torch.manual_seed(1)
+    state = {k: torch.randn_like(v) * 0.1 if v.is_floating_point() and not v.any() else v for k, v in state.items()}
+    (tmp_path / "config.yaml").write_text((untrained / "config.yaml").read_text())
+    torch.save(state, tmp_path / "model.pth")
+    untrained = tmp_path
+    alone = {w: _clips(Path(_gen(untrained, str(tmp_path / f"alone_{w}"), "--query_embedding", str(queries),
+                                 "--guidance_scale", w)) / "wav.scp") for w in ("1", "2.5")}
+    (tmp_path / "keys.1").write_text("q0\nq1\n")
+    (tmp_path / "keys.2").write_text("q2\n")
+    for job in (1, 2):
+        _gen(untrained, str(tmp_path / "sweep_w{w}" / f"output.{job}"), "--query_embedding", str(queries),
+             "--guidance_scale", "1", "2.5", "--key_file", str(tmp_path / f"keys.{job}"), "--batch_size", "2")
+    for w in ("1", "2.5"):
+        parts = {**_clips(tmp_path / f"sweep_w{w}" / "output.1" / "wav.scp"),
+                 **_clips(tmp_path / f"sweep_w{w}" / "output.2" / "wav.scp")}
+        assert sorted(parts) == ["q0", "q1", "q2"]
+        for key, wave in alone[w].items():
+            assert wave.shape == (4095,) and np.abs(wave).max() > 0
+            np.testing.assert_allclose(parts[key], wave, rtol=0, atol=1e-4 * np.abs(wave).max())  # batch rounding, through Griffin-Lim
+    assert np.abs(alone["1"]["q0"] - alone["2.5"]["q0"]).max() > 1e-3  # the scale matters
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--guidance_scale", "1", "3"], r"must contain '\{w\}' when several guidance scales"),
+    (["--guidance_scale", "x"], "'x' is not a number"),
+    (["--key_file", "KEYS"], r"1 ids are not in --query_embedding, e.g. \['nope'\]"),
+])
+def test_sweep_bad_options(untrained, tmp_path, extra, match):
+    (tmp_path / "keys").write_text("e0\nnope\n")
+    extra = [str(tmp_path / "keys") if a == "KEYS" else a for a in extra]
+    with pytest.raises(ValueError, match=match):
+        _gen(untrained, str(tmp_path / "out"), "--query_embedding", str(untrained / "emb.scp"), *extra)
