@@ -22,17 +22,18 @@ table per variant at ``--main_guidance`` and a guidance-scale sweep table + PNG 
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import soundfile as sf
 
-from espnet2_clip.utils.fileio import read_scp, write_text_atomic
+from espnet2_clip.utils.fileio import atomic_path, read_scp, write_text_atomic
 
 
 def read_waves(scp: str, keys: Optional[Sequence[str]] = None):
@@ -51,6 +52,54 @@ def read_waves(scp: str, keys: Optional[Sequence[str]] = None):
     return keys, waves, rate
 
 
+def fingerprint(paths: Sequence[Union[str, Path]]) -> str:
+    """sha1 of the files' paths, sizes and modification times (a directory: the files directly in it)."""
+    digest = hashlib.sha1()
+    for path in map(Path, paths):
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            st = f.stat()
+            digest.update(f"{f.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+class ReferenceEmbeddings:
+    """The reference clips of ``--ref_scp`` embedded by each model that needs them, read at most once
+    per process and, with a cache directory, embedded once for every scoring against the same
+    reference list (a recipe scores each variant x guidance scale against one test set)."""
+
+    def __init__(self, ref_scp: str, cache_dir: Optional[str] = None):
+        self.ref_scp = ref_scp
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._waves = None
+
+    def waves(self):
+        """(waves, sample_rate) of the reference clips."""
+        if self._waves is None:
+            _, waves, sr = read_waves(self.ref_scp)
+            self._waves = (waves, sr)
+        return self._waves
+
+    def embeddings(self, name: str, model_files: Sequence[Union[str, Path]],
+                   embed: Callable[[List[np.ndarray], int], np.ndarray]) -> np.ndarray:
+        """``embed(waves, sample_rate)`` of the references, from the cache when the model (``name`` +
+        its files) and the reference list (the scp and its files) are unchanged."""
+        if self.cache_dir is None:
+            return np.asarray(embed(*self.waves()))
+        refs = [self.ref_scp] + list(read_scp(self.ref_scp).values())
+        key = hashlib.sha1(f"{name}\n{fingerprint(model_files)}\n{fingerprint(refs)}".encode()).hexdigest()[:16]
+        path = self.cache_dir / f"{name}_{key}.npy"
+        if path.is_file():
+            logging.info(f"reference embeddings ({name}) from {path}")
+            return np.load(path)
+        emb = np.asarray(embed(*self.waves()))
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, emb)
+        return emb
+
+
 def score(args: argparse.Namespace) -> Dict:
     """Score one set of generated clips; write ``result.json`` in ``args.output_dir``."""
     from espnet2_clip.metrics.audio_classifier import load_classifier
@@ -58,7 +107,6 @@ def score(args: argparse.Namespace) -> Dict:
         ClassifierEmbedding,
         clap_score,
         classifier_relevance,
-        frechet_audio_distance,
         frechet_distance,
         load_clap,
         load_vggish_embedding,
@@ -70,6 +118,7 @@ def score(args: argparse.Namespace) -> Dict:
     if missing:
         raise ValueError(f"{len(missing)} generated clips have no label in {args.gen_label}: {missing[:5]}")
     keys, waves, sr = read_waves(args.gen_scp)
+    refs = ReferenceEmbeddings(args.ref_scp, args.ref_cache_dir) if args.ref_scp else None
     result: Dict = {"name": args.name or str(Path(args.gen_scp).parent), "count": len(keys),
                     "meta": dict(_parse_meta(args.meta))}
     if args.classifier_dir:
@@ -85,17 +134,17 @@ def score(args: argparse.Namespace) -> Dict:
         rel["class_names"] = clf.class_names
         result["relevance"] = rel
         result["predicted"] = {k: clf.class_names[p] for k, p in zip(keys, pred)}
-        if args.ref_scp:
-            _, ref_waves, ref_sr = read_waves(args.ref_scp)
-            ref_emb = embedder.embed_audio(ref_waves, ref_sr)
+        if refs:
+            ref_emb = refs.embeddings("classifier", [args.classifier_dir], embedder.embed_audio)
             result["fd"] = frechet_distance(ref_emb, gen_emb)
-            result["num_reference"] = len(ref_waves)
+            result["num_reference"] = len(read_scp(args.ref_scp))
     if args.fad_model:
-        if not args.ref_scp:
+        if not refs:
             raise ValueError("--fad_model needs --ref_scp (the real reference clips)")
-        _, ref_waves, ref_sr = read_waves(args.ref_scp)
         model = load_vggish_embedding(args.fad_model, device=args.device)
-        result["fad_vggish"] = frechet_audio_distance(model, waves, _resampled(ref_waves, ref_sr, sr), sr)
+        ref_emb = refs.embeddings("vggish", [args.fad_model] if Path(args.fad_model).exists() else [],
+                                  lambda ref, ref_sr: model.embed_audio(_resampled(ref, ref_sr, sr), sr))
+        result["fad_vggish"] = frechet_distance(ref_emb, model.embed_audio(waves, sr))
         result["fad_model"] = str(args.fad_model)
     if args.clap_model:
         if not args.query_text:
@@ -298,6 +347,9 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--gen_label", required=True, help="'uttid class' of the class each clip was generated for")
     s.add_argument("--classifier_dir", default=None, help="Evaluation classifier (classifier_train)")
     s.add_argument("--ref_scp", default=None, help="wav.scp of real reference clips (FD / FAD)")
+    s.add_argument("--ref_cache_dir", default=None,
+                   help="Keep the reference clips' embeddings here (per model and reference list), so that "
+                        "scoring many generations against one test set embeds it once")
     s.add_argument("--fad_model", default=None, help="FAD with VGGish embeddings: 'vggish' (published weights, "
                    "downloaded into torch.hub's cache) or a local .pth state dict (offline)")
     s.add_argument("--clap_model", default=None, help="CLAP score: a Hugging Face id (e.g. laion/clap-htsat-unfused; "

@@ -207,7 +207,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${eval_classifier}" = tru
     [ -n "${clap_model}" ] && real_opts+=(--clap_model "${clap_model}" --query_text "${dump_dir}/valid/label")
     "${run[@]}" "${exp_dir}/classifier/real/score.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \
         --gen_scp "${dump_dir}/valid/wav.scp" --gen_label "${dump_dir}/valid/label" \
-        --classifier_dir "${exp_dir}/classifier" --ref_scp "${gen}/reference.scp" "${real_opts[@]}" \
+        --classifier_dir "${exp_dir}/classifier" --ref_scp "${gen}/reference.scp" \
+        --ref_cache_dir "${gen}/reference_embeddings" "${real_opts[@]}" \
         --output_dir "${exp_dir}/classifier/real" --name "real held-out audio" --device "${inference_device}"
     log "$(grep -h "relevance" "${exp_dir}/classifier/real/score.log" | tail -n 1 | sed 's/.*INFO: //')"
 fi
@@ -317,6 +318,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
                 out=$(gen_dir "${tag}" "${variant}" "${w}")
                 "${run[@]}" "${out}/scoring.log" ${python} -m espnet2_clip.bin.clipsonic_eval score \
                     --gen_scp "${out}/wav.scp" --gen_label "$(label_of "${variant}")" --ref_scp "${gen}/reference.scp" \
+                    --ref_cache_dir "${gen}/reference_embeddings" \
                     "${eval_opts[@]}" "${clap_opts[@]}" --device "${inference_device}" --output_dir "${out}/scoring" \
                     --name "${tag} ${variant} w=${w}" \
                     --meta "system=${tag}" "variant=${variant}" "guidance_scale=${w}" < /dev/null

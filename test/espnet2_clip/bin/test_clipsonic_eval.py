@@ -102,6 +102,36 @@ def test_score_and_report(classifier, tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 5000
 
 
+def test_reference_embeddings_are_cached_per_model_and_reference_list(classifier, tmp_path, monkeypatch):
+    """With --ref_cache_dir the reference clips are embedded once for many scorings (same FD as without
+    the cache); a changed reference file or classifier gives a new embedding, never a stale one."""
+    from espnet2_clip.bin import clipsonic_eval
+
+    ref = write_set(tmp_path, "ref", 2, 2)
+    gen = write_set(tmp_path, "gen", 2, 3)
+    reads = []
+    real_read = clipsonic_eval.read_waves
+    monkeypatch.setattr(clipsonic_eval, "read_waves", lambda scp, *a: reads.append(scp) or real_read(scp, *a))
+
+    def fd(*cache):
+        out = tmp_path / f"out{len(reads)}"
+        clipsonic_eval.main(["score", "--gen_scp", str(gen / "wav.scp"), "--gen_label", str(gen / "label"),
+                             "--classifier_dir", str(classifier / "exp"), "--ref_scp", str(ref / "wav.scp"),
+                             "--output_dir", str(out), *cache])
+        return json.loads((out / "result.json").read_text())["fd"]
+
+    cache = ["--ref_cache_dir", str(tmp_path / "cache")]
+    plain = fd()
+    first, second = fd(*cache), fd(*cache)
+    assert first == pytest.approx(plain, rel=1e-6) and second == first
+    assert [r.endswith("ref/wav.scp") for r in reads] == [False, True, False, True, False]  # 2nd cached run: gen only
+    assert len(list((tmp_path / "cache").glob("classifier_*.npy"))) == 1
+    sf.write(ref / "00_00.wav", make_clip("noise", np.random.default_rng(9)), SR)  # a reference changes
+    changed = fd(*cache)
+    assert reads[-1].endswith("ref/wav.scp") and changed != pytest.approx(first)
+    assert len(list((tmp_path / "cache").glob("classifier_*.npy"))) == 2
+
+
 def test_score_errors(classifier, tmp_path):
     from espnet2_clip.bin import clipsonic_eval
 
