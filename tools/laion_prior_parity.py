@@ -16,10 +16,11 @@ into a scratch directory (never into the venv, never imported by our package), t
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from scratch_install import install_into
 
 #: dalle2-pytorch and what ``import dalle2_pytorch`` needs beyond our stack (found by importing).
 PACKAGES = ("dalle2-pytorch==1.15.6", "rotary-embedding-torch", "x-clip", "coca-pytorch", "resize-right",
@@ -31,20 +32,12 @@ NET = dict(dim=64, depth=2, dim_head=16, heads=4, num_timesteps=1000, max_text_l
            norm_out=True, final_proj=True, rotary_emb=True)
 
 
-def install(scratch: Path) -> None:
-    if (scratch / "dalle2_pytorch").is_dir():
-        return
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(scratch),
-                    *PACKAGES], check=True)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scratch_dir", default=str(Path(tempfile.gettempdir()) / "dalle2_scratch"))
     args = p.parse_args()
     scratch = Path(args.scratch_dir)
-    install(scratch)
-    sys.path.insert(0, str(scratch))
+    install_into(scratch, PACKAGES, "dalle2_pytorch")
     import torch
     from dalle2_pytorch import DiffusionPrior, DiffusionPriorNetwork
 

@@ -17,20 +17,14 @@ every wave here is already 16 kHz. Then:
 """
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import types
 from pathlib import Path
 
+from scratch_install import install_into
+
 PACKAGES = ("torchvggish==0.2",)
-
-
-def install(scratch: Path) -> None:
-    if (scratch / "torchvggish").is_dir():
-        return
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(scratch),
-                    *PACKAGES], check=True)
 
 
 def main() -> int:
@@ -38,8 +32,7 @@ def main() -> int:
     p.add_argument("--scratch_dir", default=str(Path(tempfile.gettempdir()) / "vggish_scratch"))
     args = p.parse_args()
     scratch = Path(args.scratch_dir)
-    install(scratch)
-    sys.path.insert(0, str(scratch))
+    install_into(scratch, PACKAGES, "torchvggish")
     try:
         import resampy  # noqa: F401
     except ImportError:
