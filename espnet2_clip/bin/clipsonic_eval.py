@@ -63,36 +63,43 @@ def fingerprint(paths: Sequence[Union[str, Path]]) -> str:
     return digest.hexdigest()
 
 
+#: reference clips read and embedded at a time (memory stays bounded on a 15k-clip test set)
+REFERENCE_CHUNK = 256
+
+
 class ReferenceEmbeddings:
-    """The reference clips of ``--ref_scp`` embedded by each model that needs them, read at most once
-    per process and, with a cache directory, embedded once for every scoring against the same
-    reference list (a recipe scores each variant x guidance scale against one test set)."""
+    """The reference clips of ``--ref_scp`` embedded by each model that needs them, read and embedded
+    ``REFERENCE_CHUNK`` clips at a time and, with a cache directory, embedded once for every scoring
+    against the same reference list (a recipe scores each variant x guidance scale against one test set)."""
 
     def __init__(self, ref_scp: str, cache_dir: Optional[str] = None):
         self.ref_scp = ref_scp
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self._waves = None
 
-    def waves(self):
-        """(waves, sample_rate) of the reference clips."""
-        if self._waves is None:
-            _, waves, sr = read_waves(self.ref_scp)
-            self._waves = (waves, sr)
-        return self._waves
+    def _embed(self, embed: Callable[[List[np.ndarray], int], np.ndarray]) -> np.ndarray:
+        keys = sorted(read_scp(self.ref_scp))
+        parts, rate = [], None
+        for start in range(0, len(keys), REFERENCE_CHUNK):
+            _, waves, sr = read_waves(self.ref_scp, keys[start:start + REFERENCE_CHUNK])
+            if rate is not None and sr != rate:
+                raise ValueError(f"{self.ref_scp}: mixed sample rates ({rate} and {sr} Hz)")
+            rate = sr
+            parts.append(np.asarray(embed(waves, sr)))
+        return np.concatenate(parts)
 
     def embeddings(self, name: str, model_files: Sequence[Union[str, Path]],
                    embed: Callable[[List[np.ndarray], int], np.ndarray]) -> np.ndarray:
         """``embed(waves, sample_rate)`` of the references, from the cache when the model (``name`` +
         its files) and the reference list (the scp and its files) are unchanged."""
         if self.cache_dir is None:
-            return np.asarray(embed(*self.waves()))
+            return self._embed(embed)
         refs = [self.ref_scp] + list(read_scp(self.ref_scp).values())
         key = hashlib.sha1(f"{name}\n{fingerprint(model_files)}\n{fingerprint(refs)}".encode()).hexdigest()[:16]
         path = self.cache_dir / f"{name}_{key}.npy"
         if path.is_file():
             logging.info(f"reference embeddings ({name}) from {path}")
             return np.load(path)
-        emb = np.asarray(embed(*self.waves()))
+        emb = self._embed(embed)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:

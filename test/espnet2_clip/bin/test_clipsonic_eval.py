@@ -130,6 +130,9 @@ def test_reference_embeddings_are_cached_per_model_and_reference_list(classifier
     changed = fd(*cache)
     assert reads[-1].endswith("ref/wav.scp") and changed != pytest.approx(first)
     assert len(list((tmp_path / "cache").glob("classifier_*.npy"))) == 2
+    monkeypatch.setattr(clipsonic_eval, "REFERENCE_CHUNK", 4)  # 6 reference clips in chunks of 4 and 2
+    chunked = fd()
+    assert chunked == pytest.approx(changed, rel=1e-6) and reads[-2:] == [reads[-1]] * 2
 
 
 def test_score_errors(classifier, tmp_path):
