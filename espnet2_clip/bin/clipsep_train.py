@@ -16,8 +16,11 @@ def main(cmd=None):
 
     Example:
         python -m espnet2_clip.bin.clipsep_train --config conf/train_clipsep.yaml \\
-            --train_data_path_and_name_and_type dump/train/wav.scp,speech_ref1,sound \\
+            --train_data_path_and_name_and_type dump/train/wav.scp,speech_ref1,text \\
             --train_data_path_and_name_and_type dump/train/query.scp,query,npy ...
+
+    ``wav.scp`` may be given as ``sound`` (each file read whole) or as ``text`` (the preprocessor
+    gets the path and reads only the training crop: the same samples, less I/O).
     """
     flush_denormals()
     CLIPSepTask.main(cmd=cmd)

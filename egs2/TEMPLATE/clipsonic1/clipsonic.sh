@@ -245,7 +245,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         log "Stage 6: train ${tag} (${config}, conditioned on CLIP ${train_query} embeddings) -> ${exp_dir}/${tag}"
         data_opts=()
         for mode in train valid; do
-            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech,sound"
+            # wav.scp as ESPnet's "text" type: the preprocessor gets each path and reads only the crop
+            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech,text"
                         --${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/${qscp},query,npy"
                         --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
         done
