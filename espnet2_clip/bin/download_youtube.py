@@ -12,7 +12,7 @@ download (``--convert_only`` stops after writing them).
 
 Outputs in ``DIR``: ``videos/<clip_id>.mp4``, ``video.scp``, ``missing`` (``clip_id reason``) and
 ``download_report.json``; see :mod:`espnet2_clip.data.download`. A dead, private or bot-checked
-video is skipped and counted. Exit status: 0; 1 on a bad list / missing yt-dlp, or when nothing
+video is skipped and counted; a throttled (HTTP 429) or interrupted call is retried after a wait. Exit status: 0; 1 on a bad list / missing yt-dlp, or when nothing
 at all was obtained from a non-empty list; 1 too with ``--strict`` when anything is missing.
 """
 
@@ -91,6 +91,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="if given, the pause is drawn uniformly from [sleep_interval, this]")
     g.add_argument("--retry_broken", type=int, default=1,
                    help="re-downloads of a file that fails the decode check (cut mid-file)")
+    g.add_argument("--retry_transient", type=int, default=2,
+                   help="in-run retries of a call that was throttled (HTTP 429), hit a network error or was killed")
+    g.add_argument("--retry_wait", type=float, default=10.0,
+                   help="seconds before the first such retry (doubled at each next one)")
     g.add_argument("--no_validate", action="store_true", help="skip the ffmpeg decode check")
     g.add_argument("--retry_missing", action="store_true",
                    help="ask again for clips an earlier run found unavailable / private")
@@ -152,7 +156,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         retries=args.retries, socket_timeout=args.socket_timeout,
         ffmpeg_location=args.ffmpeg_location, extra_args=shlex.split(args.ytdlp_args),
         sleep_interval=args.sleep_interval, max_sleep_interval=args.max_sleep_interval,
-        timeout=args.timeout, retry_broken=args.retry_broken, validate=not args.no_validate,
+        timeout=args.timeout, retry_broken=args.retry_broken, retry_transient=args.retry_transient,
+        retry_wait=args.retry_wait, validate=not args.no_validate,
         retry_missing=args.retry_missing, stop_after_bot_checks=args.stop_after_bot_checks,
     )
     try:

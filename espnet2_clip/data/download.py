@@ -20,11 +20,15 @@ Outputs in ``out_dir``:
                              last error message of each missing clip, the yt-dlp version.
 
 Failures never stop the run: yt-dlp's stderr is classified (:func:`classify_error`), the clip
-is listed in ``missing``. A file that yt-dlp reports as complete but that ffmpeg cannot decode
-to the end (a download cut mid-file) is deleted and retried (``retry_broken`` times), then
-counted as ``broken``. On a rerun, clips listed as ``unavailable`` or ``private`` by the
-previous run are not asked for again (unless ``retry_missing``); all other failures are
-transient (bot check, network, ...) and are retried.
+is listed in ``missing``. Rate limits (HTTP 429, ``throttled``), network errors and a yt-dlp killed
+by a signal (``interrupted``) are retried in the same run, ``retry_transient`` times after waits
+of ``retry_wait``, 2 ``retry_wait``, ... seconds. A file that yt-dlp reports as complete but that
+ffmpeg cannot decode to the end (a download cut mid-file) is deleted and retried
+(``retry_broken`` times), then counted as ``broken``; a file without an audio or a video stream
+is ``no-audio`` / ``no-video``, and a section that holds (almost) no audio, because it starts
+past the end of the video, is ``past-end``. On a rerun, clips listed as ``unavailable`` or
+``private`` by the previous run are not asked for again (unless ``retry_missing``); all other
+failures are retried.
 """
 
 import json
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from espnet2_clip.data.lists import ListFormatError, read_vggsound_csv
-from espnet2_clip.data.video import VideoDecodeError, _run_ffmpeg, ffmpeg_exe
+from espnet2_clip.data.video import NoAudioStreamError, NoVideoStreamError, VideoDecodeError, _run_ffmpeg, ffmpeg_exe
 from espnet2_clip.utils.fileio import read_scp, write_scp, write_text_atomic
 
 PathLike = Union[str, os.PathLike]
@@ -50,9 +54,14 @@ YTDLP_ENV = "ESPNET2_CLIP_YTDLP"
 REPORT_NAME = "download_report.json"
 
 #: missing-clip reasons, in report order
-REASONS = ("unavailable", "private", "bot-check", "network", "broken", "not-attempted", "other")
+REASONS = ("unavailable", "private", "bot-check", "throttled", "network", "interrupted", "broken", "no-audio",
+           "no-video", "past-end", "not-attempted", "other")
 #: reasons that a rerun does not retry (the video is gone for good)
 PERMANENT_REASONS = ("unavailable", "private")
+#: reasons retried within a run (after a wait)
+TRANSIENT_REASONS = ("throttled", "network", "interrupted")
+#: a section that decodes to less audio than this (s) is counted as past the video's end
+MIN_SECTION_SECONDS = 0.5
 
 #: format selection: mp4 video + m4a audio merged, else any single file with both, else anything
 DEFAULT_FORMAT = "bv*[ext=mp4]+ba[ext=m4a]/b[ext=mp4][acodec!=none]/bv*+ba/b"
@@ -267,6 +276,8 @@ class DownloadOptions:
     max_sleep_interval: Optional[float] = None  # ... drawn uniformly up to this when given
     timeout: Optional[float] = 3600.0  # seconds for one yt-dlp call
     retry_broken: int = 1  # re-downloads of a file that fails the decode check
+    retry_transient: int = 2  # in-run retries of a throttled / network / interrupted call ...
+    retry_wait: float = 10.0  # ... after waiting this many seconds (doubled at each retry)
     validate: bool = True
     retry_missing: bool = False
     stop_after_bot_checks: int = 0  # >0: stop asking after this many bot checks in a row
@@ -312,8 +323,8 @@ def build_ytdlp_command(item: DownloadItem, out_template: str, opts: DownloadOpt
 
 _PATTERNS = (
     ("bot-check", ("confirm you're not a bot", "confirm you’re not a bot", "confirm your age",
-                   "sign in to confirm", "http error 429", "too many requests",
-                   "this content isn't available, try again later", "po token")),
+                   "sign in to confirm", "this content isn't available, try again later", "po token")),
+    ("throttled", ("http error 429", "too many requests")),
     ("private", ("private video", "this video is private", "members-only", "join this channel",
                  "available to this channel's members")),
     ("unavailable", ("video unavailable", "this video is unavailable", "has been removed",
@@ -353,11 +364,16 @@ def error_summary(stderr: str, limit: int = 300) -> str:
     return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
 
-def validate_video(path: PathLike) -> None:
-    """Check that ``path`` has a video track and an audio track that decodes to the end.
+#: rate of the audio that :func:`validate_video` decodes to count its length
+_COUNT_RATE = 1000
 
-    The audio is decoded and the video packets are read (not decoded) by ffmpeg; a truncated
-    file (cut mid-download) fails.
+
+def validate_video(path: PathLike) -> float:
+    """Check that ``path`` has a video track and an audio track that decodes to the end; return
+    the audio's length in seconds.
+
+    The audio is decoded (to a 1-kHz count) and the video packets are read (not decoded) by ffmpeg;
+    a truncated file (cut mid-download) fails.
 
     Raises:
         VideoDecodeError (or NoAudioStreamError / NoVideoStreamError): naming the file.
@@ -365,8 +381,10 @@ def validate_video(path: PathLike) -> None:
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: missing or empty file")
-    _run_ffmpeg(["-i", path, "-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy", "-f", "null", "-"],
-                path, "decode the download")
+    proc = _run_ffmpeg(["-i", path, "-map", "0:v:0", "-c:v", "copy", "-f", "null", "-",
+                        "-map", "0:a:0", "-ac", 1, "-ar", _COUNT_RATE, "-f", "u8", "pipe:1"],
+                       path, "decode the download")
+    return len(proc.stdout) / _COUNT_RATE
 
 
 # --------------------------------------------------------------------------- one clip
@@ -426,51 +444,84 @@ def download_one(item: DownloadItem, videos_dir: PathLike, opts: DownloadOptions
         res.path, res.existed = str(final), True
         return res
     tmp = _tmp_dir(videos_dir, item.clip_id)
-    attempts = 1 + max(0, int(opts.retry_broken))
+    broken_left = max(0, int(opts.retry_broken))
+    transient_left = max(0, int(opts.retry_transient))
+    wait = float(opts.retry_wait)
     try:
-        for _ in range(attempts):
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            cmd = build_ytdlp_command(item, str(tmp / f"{item.clip_id}.%(ext)s"), opts)
-            if throttle is not None:
-                throttle.wait()
-            res.calls += 1
-            try:
-                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      stdin=subprocess.DEVNULL, text=True, errors="replace",
-                                      timeout=opts.timeout)
-            except subprocess.TimeoutExpired:
-                res.reason, res.message = "network", f"yt-dlp timed out after {opts.timeout} s"
+        while True:
+            _fetch_once(item, tmp, opts, throttle, res)
+            if res.reason is None:
+                out = tmp / f"{item.clip_id}.mp4"
+                out.chmod(0o644)
+                os.replace(out, final)
+                res.path = str(final)
                 return res
-            except OSError as e:
-                res.reason, res.message = "other", f"cannot run yt-dlp: {e}"
+            if res.reason == "broken" and broken_left:
+                broken_left -= 1
+            elif res.reason in TRANSIENT_REASONS and transient_left:
+                transient_left -= 1
+                time.sleep(wait)
+                wait *= 2
+            else:
                 return res
-            if proc.returncode != 0:
-                res.reason = classify_error(proc.stderr)
-                res.message = f"yt-dlp exit {proc.returncode}: {error_summary(proc.stderr or proc.stdout)}"
-                return res
-            out = tmp / f"{item.clip_id}.mp4"
-            if not out.is_file():
-                made = sorted(p.name for p in tmp.iterdir())
-                res.reason = "other"
-                res.message = f"yt-dlp exited 0 but wrote no {out.name} (found: {made})"
-                return res
-            if opts.validate:
-                try:
-                    validate_video(out)
-                except VideoDecodeError as e:
-                    res.reason = "broken"
-                    res.message = f"download failed mid-file (undecodable, deleted): {' '.join(str(e).split())[:300]}"
-                    continue
-            out.chmod(0o644)
-            os.replace(out, final)
-            res.path, res.reason, res.message = str(final), None, ""
-            return res
-        return res
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetch_once(item: DownloadItem, tmp: Path, opts: DownloadOptions, throttle: Optional[Throttle],
+                res: ClipResult) -> None:
+    """One yt-dlp call into the empty dir ``tmp`` and the check of its file; sets ``res.reason``
+    (None: ``tmp/<clip_id>.mp4`` is good) and ``res.message``."""
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = build_ytdlp_command(item, str(tmp / f"{item.clip_id}.%(ext)s"), opts)
+    if throttle is not None:
+        throttle.wait()
+    res.calls += 1
+    res.reason, res.message = None, ""
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              text=True, errors="replace", timeout=opts.timeout)
+    except subprocess.TimeoutExpired:
+        res.reason, res.message = "network", f"yt-dlp timed out after {opts.timeout} s"
+        return
+    except OSError as e:
+        res.reason, res.message = "other", f"cannot run yt-dlp: {e}"
+        return
+    if proc.returncode < 0:
+        res.reason = "interrupted"
+        res.message = f"yt-dlp was killed by signal {-proc.returncode} (its partial file deleted)"
+        return
+    if proc.returncode != 0:
+        res.reason = classify_error(proc.stderr)
+        res.message = f"yt-dlp exit {proc.returncode}: {error_summary(proc.stderr or proc.stdout)}"
+        return
+    out = tmp / f"{item.clip_id}.mp4"
+    if not out.is_file():
+        made = sorted(p.name for p in tmp.iterdir())
+        res.reason, res.message = "other", f"yt-dlp exited 0 but wrote no {out.name} (found: {made})"
+        return
+    if not opts.validate:
+        return
+    try:
+        seconds = validate_video(out)
+    except NoAudioStreamError as e:
+        res.reason, res.message = "no-audio", f"the video has no audio stream: {_one_line(e)}"
+    except NoVideoStreamError as e:
+        res.reason, res.message = "no-video", f"the file has no video stream: {_one_line(e)}"
+    except VideoDecodeError as e:
+        res.reason, res.message = "broken", f"download failed mid-file (undecodable, deleted): {_one_line(e)}"
+    else:
+        if item.section is not None and seconds < MIN_SECTION_SECONDS:
+            res.reason = "past-end"
+            res.message = (f"the {_fmt_seconds(item.duration)}-s section from {_fmt_seconds(item.start)} s holds "
+                           f"{seconds:.2f} s of audio: it starts past the end of the video")
+
+
+def _one_line(e: Exception, limit: int = 300) -> str:
+    return " ".join(str(e).split())[:limit]
 
 
 # --------------------------------------------------------------------------- a whole list

@@ -1,5 +1,6 @@
 """Tests of espnet2_clip.data.download (a fake yt-dlp; no network)."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -156,7 +157,7 @@ def test_build_command_is_valid_ytdlp(tmp_path):
     ("ERROR: [youtube] x: Private video. Sign in if you've been granted access to this video", "private"),
     ("WARNING: x\nERROR: [youtube] x: Sign in to confirm you’re not a bot. Use --cookies", "bot-check"),
     ("ERROR: [youtube] x: Sign in to confirm you're not a bot.", "bot-check"),
-    ("ERROR: unable to download video data: HTTP Error 429: Too Many Requests", "bot-check"),
+    ("ERROR: unable to download video data: HTTP Error 429: Too Many Requests", "throttled"),
     ("ERROR: [youtube] x: Unable to download webpage: <urlopen error [Errno -3] Temporary failure>", "network"),
     ("ERROR: [youtube] x: This video is only available to Music Premium members", "other"),
     ("", "other"),
@@ -249,6 +250,8 @@ def test_download_one(tmp_path, fake_ytdlp):
     assert r.reason == "broken" and r.calls == 2 and "mid-file" in r.message
     r = download_one(DownloadItem("n", "nofileaaaaa"), vdir, opts)
     assert r.reason == "other" and "wrote no" in r.message
-    r = download_one(DownloadItem("d", "netaaaaaaaa"), vdir, opts)
-    assert r.reason == "network"
+    r = download_one(DownloadItem("d", "netaaaaaaaa"), vdir, dataclasses.replace(opts, retry_wait=0.01))
+    assert r.reason == "network" and r.calls == 3  # retried twice in the run (retry_transient)
+    r = download_one(DownloadItem("d", "netaaaaaaaa"), vdir, dataclasses.replace(opts, retry_transient=0))
+    assert r.reason == "network" and r.calls == 1
     assert sorted(os.listdir(vdir)) == ["c1.mp4"]
