@@ -11,9 +11,10 @@ Input: ``DATA_DIR/video.scp`` (``uttid path.mp4``). Output (in ``--output_dir``,
 and, when ``--output_dir`` differs from the input, copies of the input's other ``uttid value``
 files (``label``, ``caption``, ``offscreen``, ``video.scp``...) restricted to the good items.
 
-Runs ``--nj`` workers; videos without an audio track or that ffmpeg cannot decode are skipped,
+Runs ``--nj`` workers; videos without an audio track, with a silent one, or that ffmpeg cannot decode are skipped,
 counted and reported (file + reason). Finished outputs are reused, so reruns are cheap and an
-interrupted run resumes. Exit status: 0, or 1 if every item failed or (``--strict``) any failed.
+interrupted run resumes (the temporaries a killed run left in the audio / frames dirs are deleted).
+Exit status: 0, or 1 if every item failed or (``--strict``) any failed.
 """
 
 import argparse
@@ -23,10 +24,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+import numpy as np
+import soundfile as sf
+
 from espnet2_clip.data.video import VideoError, extract_audio, extract_frames
 from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
-from espnet2_clip.utils.fileio import read_scp, write_scp
+from espnet2_clip.utils.fileio import read_scp, remove_stale_temps, write_scp
 
+#: a soundtrack whose peak stays below this (full scale 1; 3 steps of PCM16) is silent and skipped
+SILENT_PEAK = 1e-4
 _COPY = ("label", "caption", "offscreen", "video.scp", "text", "utt2spk", "utt2category")
 
 
@@ -58,6 +64,10 @@ def _work(job) -> Tuple[str, Optional[str], Optional[str], int, Optional[str]]:
             raise VideoError(f"{video}: no such file")
         if wav is not None:
             extract_audio(video, wav, fs=fs)
+            peak = float(np.abs(sf.read(wav, dtype="float32")[0]).max(initial=0.0))
+            if peak < SILENT_PEAK:
+                raise VideoError(f"{video}: the soundtrack is silent (peak {peak:.1e} < {SILENT_PEAK:g}): "
+                                 "nothing to learn from or to separate")
         n = 0
         if fdir is not None:
             n = len(extract_frames(video, fdir, fps=fps, size=size))
@@ -86,6 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("extract_av: error: nothing to do (--no_audio and --no_frames)", file=sys.stderr)
         return 1
     audio_dir, frames_dir = audio_dir.resolve(), frames_dir.resolve()
+    for d in (audio_dir, frames_dir):  # what a killed run was writing
+        remove_stale_temps(d)
     jobs = []
     for uttid, video in videos.items():
         jobs.append((

@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Union
@@ -48,6 +49,24 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def is_stale_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary of :func:`atomic_path` (``.NAME.XXXX.tmp[.ext]``) or of a
+    ``mkdtemp(prefix=".NAME.", suffix=".tmp")`` output directory."""
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
+
+
+def remove_stale_temps(directory: PathLike) -> int:
+    """Delete the temporaries a killed writer left in ``directory`` (not recursive); returns how
+    many. Only for directories that one process writes at a time."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    stale = [p for p in directory.iterdir() if is_stale_temp(p.name)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:
