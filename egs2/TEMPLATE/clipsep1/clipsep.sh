@@ -98,6 +98,10 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
             "${data_dir}/${set}" --output_dir "${dump_dir}/${set}" --nj "${nj}" --size "${frame_size}" --no_progress
         grep -E "extracted|skipped" "${exp_dir}/logs/extract_${set}.log" | tail -n 1 || true
     done
+    if [ -d "${world_dir}/download" ]; then  # a downloaded corpus: what became of every listed clip
+        log "listed = usable + missing (download) + failed (extraction), per split -> ${dump_dir}/corpus_report.json"
+        ${python} -m espnet2_clip.bin.corpus_report --world_dir "${world_dir}" --dump_dir "${dump_dir}"
+    fi
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${train_clip}" = true ]; then
@@ -160,7 +164,8 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         log "Stage 7: train ${tag} (${config}, queries: ${train_query}) -> ${exp_dir}/${tag}"
         data_opts=()
         for mode in train valid; do
-            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,sound"
+            # wav.scp as ESPnet's "text" type: the preprocessor gets each path and reads only the crop
+            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,text"
                         --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
             q=$(query_data "${mode}" "${train_query}" "${tag}")
             [ -z "${q}" ] && continue
