@@ -7,6 +7,8 @@ offline:
 
 * ``lists/``  the official lists' formats (``vggsound.csv``, ``val.csv``, ``test-good.csv``,
   ``test-no-music.csv``, ``test-good-no-music.csv``, ``music_test.csv``): pass ``--lists_dir``;
+  ``vggsound.csv`` lists a video twice and has a line with a bad start time, labels have quoted
+  commas and non-ASCII letters;
 * ``store/<ytid>.<ext>``  the "uploaded" videos, mixed as YouTube serves them: mp4 (H.264 + AAC,
   44.1 kHz stereo), webm (VP9 + Opus, 48 kHz), mkv (H.264 + Opus); 25 / 29.97 / 30 / 60 fps and
   variable frame rate; 144p to 1080p and portrait; audio a few ms longer or shorter than the
@@ -187,6 +189,7 @@ def write_lists(videos: List[SourceVideo], lists_dir: Path) -> None:
     vgg = [v for v in videos if v.split != "music_test"]
     rows = [f"{v.ytid},{v.start},{_label_csv(v.label)},{'train' if v.split == 'train' else 'test'}\n" for v in vgg]
     rows.append(rows[0])  # a video listed twice, as vggsound.csv has
+    rows.append("rbadtime0000,1:30,star,train\n")  # a malformed line: skipped and reported by stage 1
     test = [v for v in videos if v.split == "test"]
     good = test[: len(test) // 2]
     music = [v for v in videos if v.split == "music_test"]

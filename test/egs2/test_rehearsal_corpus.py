@@ -120,6 +120,9 @@ def test_counts_add_up_per_split(runs):
         assert sum(r["missing_by_reason"].values()) == r["missing"]
         assert f"{split}: listed {r['listed']} = usable {r['usable']} + missing {r['missing']}" in log
     assert report["train"]["failed_by_reason"] == {"silent": 1}
+    skipped = json.loads((recipe / "world" / "lists_report.json").read_text())["skipped_lines"]
+    assert len(skipped["vggsound.csv"]) == 1 and "start must be a number of seconds, got '1:30'" in skipped["vggsound.csv"][0]
+    assert "vggsound.csv: 1 malformed line(s) skipped" in log
     assert report["train"]["missing"] == sum(1 for f in FAULTS.values() if f["outcome"] == "missing")
 
 

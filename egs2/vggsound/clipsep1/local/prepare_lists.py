@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_clip.data.download import DownloadItem, items_from_music_json, write_id_list
-from espnet2_clip.data.lists import ClipRecord, ListFormatError, read_index_csv, read_vggsound_csv, remove_split_overlap
+from espnet2_clip.data.lists import (ClipRecord, ListFormatError, ParseReport, read_index_csv, read_vggsound_csv,
+                                     remove_split_overlap)
 from espnet2_clip.data.pairs import build_eval_pairs, write_pairs_csv
 from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import write_scp, write_text_atomic
@@ -98,10 +99,16 @@ def subset(records: List[ClipRecord], n: int, seed: int) -> List[ClipRecord]:
 
 def prepare(args: argparse.Namespace) -> dict:
     lists, out = Path(args.lists), Path(args.output_dir)
-    read = lambda name: read_index_csv(lists / name, on_error="skip", report=None)  # noqa: E731
+    # malformed training / validation lines are skipped, and reported (lists_report.json, a warning)
+    parse_reports: Dict[str, ParseReport] = {}
+
+    def parse_report(name: str) -> ParseReport:
+        return parse_reports.setdefault(name, ParseReport())
+
+    read = lambda name: read_index_csv(lists / name, on_error="skip", report=parse_report(name))  # noqa: E731
     no_window: List[str] = []
     report: dict = {"corpus": args.corpus}
-    vgg_rows = read_vggsound_csv(lists / "vggsound.csv", on_error="skip")
+    vgg_rows = read_vggsound_csv(lists / "vggsound.csv", on_error="skip", report=parse_report("vggsound.csv"))
     windows = vggsound_windows(vgg_rows)
     # malformed test rows are fatal: the official pairs would shift
     music_test = read_index_csv(lists / "music_test.csv")
@@ -115,7 +122,8 @@ def prepare(args: argparse.Namespace) -> dict:
             items, labels = items_from_music_json(lists / "MUSIC_solo_videos.json")
             train = [ClipRecord(f"{it.clip_id}.wav", it.clip_id, 0, labels[it.clip_id], it.source) for it in items]
         else:
-            train = read_index_csv(lists / "music_train.csv", on_error="skip", relative_paths=True)
+            train = read_index_csv(lists / "music_train.csv", on_error="skip", relative_paths=True,
+                                   report=parse_report("music_train.csv"))
     else:
         test = read_index_csv(lists / "test-good.csv")
         pool = read_index_csv(lists / "test-no-music.csv")
@@ -163,6 +171,7 @@ def prepare(args: argparse.Namespace) -> dict:
         "overlap_removed": overlap.removed,
         "overlap": {f"{a}&{b}": len(ids) for (a, b), ids in overlap.overlaps.items()},
         "no_vggsound_window": sorted(set(no_window)),
+        "skipped_lines": {name: r.errors for name, r in parse_reports.items() if r.errors},
     })
     write_text_atomic(out / "lists_report.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -190,6 +199,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     except (ListFormatError, FileNotFoundError, ValueError) as exc:
         logging.error(str(exc))
         return 1
+    for name, errors in report["skipped_lines"].items():
+        logging.warning(f"{name}: {len(errors)} malformed line(s) skipped (all in lists_report.json), e.g. {errors[0]}")
     if report["no_vggsound_window"]:
         logging.warning(f"{len(report['no_vggsound_window'])} clip(s) not in vggsound.csv (no time window), "
                         f"not downloaded: {report['no_vggsound_window'][:10]}")
