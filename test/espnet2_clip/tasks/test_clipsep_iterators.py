@@ -193,3 +193,35 @@ def test_training_with_a_leftover_clip_finishes_and_resumes(tmp_path, data):
     # attention plots would forward one clip at a time: they get no batch
     CLIPSepTask.main(cmd=cmd + ["--max_epoch", "2", "--resume", "true", "--num_att_plot", "2"])
     assert (exp / "2epoch.pth").exists() and (exp / "valid.loss.best.pth").exists()
+
+
+def test_resumed_training_reaches_the_state_of_an_uninterrupted_one(tmp_path, data):
+    """Killed after epoch 1 and resumed (ESPnet's --resume): epoch 2's weights equal those of a run that
+    was never stopped. wav.scp is read as ``text`` (the preprocessor reads only each crop)."""
+    import torch
+
+    from espnet2_clip.tasks.clipsep import CLIPSepTask
+
+    config = {
+        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+        "head": "query", "query": "embedding", "query_conf": {"input_dim": 8},
+        "clip_samples": CLIP, "batch_size": 2, "num_workers": 0, "seed": 0,
+        "optim": "adam", "optim_conf": {"lr": 0.001},
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    args = [a.replace("wav.scp,speech_ref1,sound", "wav.scp,speech_ref1,text") for a in data_args(*data)]
+
+    def cmd(exp):
+        return ["--config", str(tmp_path / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0", *args]
+
+    CLIPSepTask.main(cmd=cmd(tmp_path / "straight") + ["--max_epoch", "2"])
+    CLIPSepTask.main(cmd=cmd(tmp_path / "resumed") + ["--max_epoch", "1"])
+    CLIPSepTask.main(cmd=cmd(tmp_path / "resumed") + ["--max_epoch", "2", "--resume", "true"])
+    a = torch.load(tmp_path / "straight" / "2epoch.pth", map_location="cpu")
+    b = torch.load(tmp_path / "resumed" / "2epoch.pth", map_location="cpu")
+    assert a.keys() == b.keys()
+    changed = [k for k in a if not torch.equal(a[k], b[k])]
+    assert changed == []
+    first = torch.load(tmp_path / "resumed" / "1epoch.pth", map_location="cpu")
+    assert any(not torch.equal(first[k], a[k]) for k in a)  # epoch 2 did train
