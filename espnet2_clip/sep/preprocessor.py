@@ -88,6 +88,10 @@ class CLIPSepPreprocessor:
                     return self.crop(f.read(dtype="float32", always_2d=True).mean(axis=1), centre), centre
                 start, lo, hi = self._window(centre, f.frames)
                 f.seek(lo)
+                if f.channels == 1:  # straight into the crop
+                    out = np.zeros(self.clip_samples, dtype=np.float32)
+                    f.read(max(hi - lo, 0), dtype="float32", out=out[lo - start : lo - start + max(hi - lo, 0)])
+                    return out, centre
                 part = f.read(max(hi - lo, 0), dtype="float32", always_2d=True).mean(axis=1)
         except (soundfile.LibsndfileError, RuntimeError, ValueError) as e:
             raise ValueError(f"{uid}: cannot read a training clip from {path}: {e}") from e
