@@ -59,12 +59,16 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[Sequence[str]] = None) -> int:
     parser = get_parser()
     args = parser.parse_args(cmd)
-    vocab_list = build_vocab(args.train_label)
-    write_text_atomic(args.vocab, "".join(f"{v}\n" for v in vocab_list))
-    vocab = {label: i for i, label in enumerate(vocab_list)}
-    for path in [args.train_label, *args.input]:
-        n = write_ids(path, vocab, args.output_dir / path.parent.name)
-        print(f"{path}: {n} label ids")
+    try:
+        vocab_list = build_vocab(args.train_label)
+        write_text_atomic(args.vocab, "".join(f"{v}\n" for v in vocab_list))
+        vocab = {label: i for i, label in enumerate(vocab_list)}
+        for path in [args.train_label, *args.input]:
+            n = write_ids(path, vocab, args.output_dir / path.parent.name)
+            print(f"{path}: {n} label ids")
+    except (ValueError, FileNotFoundError) as e:
+        print(f"make_label_ids: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -123,6 +123,9 @@ def test_counts_add_up_per_split(runs):
     skipped = json.loads((recipe / "world" / "lists_report.json").read_text())["skipped_lines"]
     assert len(skipped["vggsound.csv"]) == 1 and "start must be a number of seconds, got '1:30'" in skipped["vggsound.csv"][0]
     assert "vggsound.csv: 1 malformed line(s) skipped" in log
+    # a label with a comma ("circle, playing flute") is one label in every split (CLIPSep's spelling)
+    labels = {s: set(read_scp(recipe / "data" / s / "label").values()) for s in ("train", "valid")}
+    assert labels["valid"] <= labels["train"] and "circle playing flute" in labels["train"]
     assert report["train"]["missing"] == sum(1 for f in FAULTS.values() if f["outcome"] == "missing")
 
 

@@ -73,7 +73,7 @@ def test_format_test_set_resamples_and_checks_references(tmp_path):
         format_test_set.format_test_set(test, tmp_path / "out", 16000)
 
 
-def test_label_ids(tmp_path):
+def test_label_ids(tmp_path, capsys):
     write(tmp_path / "train/label", ["a dog", "b acoustic guitar", "c dog"])
     write(tmp_path / "test/text", ["x dog", "y acoustic guitar"])
     make_label_ids.main(["--train_label", str(tmp_path / "train/label"), "--input", str(tmp_path / "test/text"),
@@ -82,6 +82,8 @@ def test_label_ids(tmp_path):
     ids = read_scp(tmp_path / "ids/test/label_id.scp")
     assert np.load(ids["x"]).tolist() == [1] and np.load(ids["y"]).dtype == np.int64
     write(tmp_path / "test2/text", ["x dog", "z cat"])
+    assert make_label_ids.main(["--train_label", str(tmp_path / "train/label"), "--input", str(tmp_path / "test2/text"),
+                                "--vocab", str(tmp_path / "vocab"), "--output_dir", str(tmp_path / "ids")]) == 1
+    assert "make_label_ids: error: " in capsys.readouterr().err  # one line, no traceback
     with pytest.raises(ValueError, match="text:2: label 'cat'"):
-        make_label_ids.main(["--train_label", str(tmp_path / "train/label"), "--input", str(tmp_path / "test2/text"),
-                             "--vocab", str(tmp_path / "vocab"), "--output_dir", str(tmp_path / "ids")])
+        make_label_ids.write_ids(tmp_path / "test2/text", {"dog": 0}, tmp_path / "ids2")

@@ -34,6 +34,7 @@ named by their YouTube id; their 10-s window comes from vggsound.csv (a test-spl
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import random
@@ -42,8 +43,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_clip.data.download import DownloadItem, items_from_music_json, write_id_list
-from espnet2_clip.data.lists import (ClipRecord, ListFormatError, ParseReport, read_index_csv, read_vggsound_csv,
-                                     remove_split_overlap)
+from espnet2_clip.data.lists import (ClipRecord, ListFormatError, ParseReport, clipsep_label, read_index_csv,
+                                     read_vggsound_csv, remove_split_overlap)
 from espnet2_clip.data.pairs import build_eval_pairs, write_pairs_csv
 from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import write_scp, write_text_atomic
@@ -97,6 +98,12 @@ def subset(records: List[ClipRecord], n: int, seed: int) -> List[ClipRecord]:
     return [r for i, r in enumerate(records) if i in keep]
 
 
+def clipsep_spelling(records: Sequence[ClipRecord]) -> List[ClipRecord]:
+    """VGGSound labels of an index list spelled as the training labels are (from vggsound.csv, ", " ->
+    " "), so that a label with a comma is one label in every split (CLIPSep's own lists have none)."""
+    return [dataclasses.replace(r, label=clipsep_label(r.label)) if r.label else r for r in records]
+
+
 def prepare(args: argparse.Namespace) -> dict:
     lists, out = Path(args.lists), Path(args.output_dir)
     # malformed training / validation lines are skipped, and reported (lists_report.json, a warning)
@@ -112,7 +119,7 @@ def prepare(args: argparse.Namespace) -> dict:
     windows = vggsound_windows(vgg_rows)
     # malformed test rows are fatal: the official pairs would shift
     music_test = read_index_csv(lists / "music_test.csv")
-    music_pool = read_index_csv(lists / "test-good-no-music.csv")
+    music_pool = clipsep_spelling(read_index_csv(lists / "test-good-no-music.csv"))
     music_pairs = build_eval_pairs(music_test, music_pool)
     music_interference = used_interference(music_pool, music_pairs)
     if args.corpus == "music":
@@ -125,10 +132,10 @@ def prepare(args: argparse.Namespace) -> dict:
             train = read_index_csv(lists / "music_train.csv", on_error="skip", relative_paths=True,
                                    report=parse_report("music_train.csv"))
     else:
-        test = read_index_csv(lists / "test-good.csv")
-        pool = read_index_csv(lists / "test-no-music.csv")
+        test = clipsep_spelling(read_index_csv(lists / "test-good.csv"))
+        pool = clipsep_spelling(read_index_csv(lists / "test-no-music.csv"))
         pairs = build_eval_pairs(test, pool)
-        valid = read("val.csv")
+        valid = clipsep_spelling(read("val.csv"))
         train = [ClipRecord(f"{r.clip_id}.wav", r.clip_id, 0, r.clipsep_label, r.source)
                  for r in vgg_rows if r.split == "train"]
         train = list({r.clip_id: r for r in train}.values())  # a window listed twice is kept once
