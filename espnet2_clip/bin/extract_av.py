@@ -18,6 +18,7 @@ Exit status: 0, or 1 if every item failed or (``--strict``) any failed.
 """
 
 import argparse
+import errno
 import multiprocessing as mp
 import os
 import sys
@@ -31,6 +32,7 @@ from espnet2_clip.data.video import VideoError, extract_audio, extract_frames
 from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
 from espnet2_clip.utils.fileio import read_scp, remove_stale_temps, write_scp
 
+DISK_FULL = "disk full: "
 #: a soundtrack whose peak stays below this (full scale 1; 3 steps of PCM16) is silent and skipped
 SILENT_PEAK = 1e-4
 _COPY = ("label", "caption", "offscreen", "video.scp", "text", "utt2spk", "utt2category")
@@ -74,6 +76,10 @@ def _work(job) -> Tuple[str, Optional[str], Optional[str], int, Optional[str]]:
         return uttid, wav, fdir, n, None
     except VideoError as e:
         return uttid, None, None, 0, str(e)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:  # the disk, not the video: never listed as a bad video
+            return uttid, None, None, 0, DISK_FULL + (e.strerror or "") + (f": {e.filename}" if e.filename else "")
+        return uttid, None, None, 0, f"{video}: {type(e).__name__}: {e}"
     except Exception as e:  # unexpected, but never let one item kill the pool
         return uttid, None, None, 0, f"{video}: {type(e).__name__}: {e}"
 
@@ -133,6 +139,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         bar.close()
 
     good = {r[0]: r for r in results if r[4] is None}
+    full = [r[4] for r in results if r[4] is not None and r[4].startswith(DISK_FULL)]
+    if full:  # nothing is written: a rerun with space resumes (finished outputs are kept)
+        print(f"extract_av: error: {full[0][len(DISK_FULL):]}\nextract_av: {len(full)} item(s) could not be written: "
+              "free some space and rerun (the finished outputs are kept); no list was written", file=sys.stderr)
+        return 1
     bad = {r[0]: r[4] for r in results if r[4] is not None}
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_audio:

@@ -15,6 +15,7 @@ All outputs are written atomically (a temporary file/dir next to the target, ren
 success): a killed extraction leaves no half-written output, and reruns skip finished outputs.
 """
 
+import errno
 import os
 import shutil
 import subprocess
@@ -55,6 +56,10 @@ class VideoEncodeError(VideoError):
     """ffmpeg failed while writing a video."""
 
 
+class DiskFullError(OSError):
+    """No space left where ffmpeg writes: the disk's fault, not the input's (``errno`` ENOSPC)."""
+
+
 _FFMPEG: Optional[str] = None
 
 
@@ -93,6 +98,8 @@ def _run_ffmpeg(args: Sequence[str], src: PathLike, what: str, stdin: Optional[b
         err = proc.stderr.decode("utf-8", errors="replace")
         msg = f"{src}: ffmpeg failed to {what} (exit {proc.returncode}): {_tail(err)!r}"
         low = err.lower()
+        if "no space left on device" in low:
+            raise DiskFullError(errno.ENOSPC, f"no space left on device (ffmpeg, {what} of {src}): {_tail(err)!r}")
         if what.startswith("write"):
             raise VideoEncodeError(msg)
         if "matches no streams" in low and "0:a" in low:

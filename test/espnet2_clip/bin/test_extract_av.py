@@ -74,3 +74,22 @@ def test_all_failed_is_an_error(tmp_path):
 def test_missing_video_scp(tmp_path, capsys):
     assert main([str(tmp_path), "--no_progress"]) == 1
     assert "video.scp" in capsys.readouterr().err
+
+
+def test_disk_full_stops_the_stage_without_listing_bad_videos(data_dir, tmp_path):
+    """ffmpeg's "No space left on device" (a stand-in ffmpeg at the process boundary) is the disk's
+    fault: exit 1 with a clear message, and neither wav.scp nor bad_videos is written."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'av_interleaved_write_frame(): No space left on device' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "espnet2_clip.bin.extract_av", str(data_dir), "--output_dir", str(out),
+                           "--nj", "1", "--no_progress", "--size", "32"],
+                          env=dict(os.environ, ESPNET2_CLIP_FFMPEG=str(fake)), capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "extract_av: error: no space left on device" in proc.stderr and "free some space and rerun" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "wav.scp").exists() and not (out / "bad_videos").exists()
