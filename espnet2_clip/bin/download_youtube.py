@@ -17,6 +17,7 @@ at all was obtained from a non-empty list; 1 too with ``--strict`` when anything
 """
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -164,9 +165,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         report = download_all(items, out_dir, opts, nj=args.nj, progress=not args.no_progress)
     except YtDlpNotFoundError as e:
         return _err(str(e))
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        return _err(f"no space left on device under {out_dir} ({e}); free some space and rerun (finished clips are kept)")
 
     for clip_id, reason in report.missing_ids.items():
         print(f"{PROG}: missing {clip_id} ({reason}): {report.errors.get(clip_id, '')}", file=sys.stderr)
+    if report.missing_by_reason.get("disk-full"):
+        return _err(f"no space left on device under {out_dir}: the run stopped there; free some space and rerun "
+                    "(finished clips are kept, the rest is asked for again)")
     if report.missing_by_reason.get("not-attempted"):
         print(f"{PROG}: hint: {BOT_CHECK_HINT}", file=sys.stderr)
     print(f"{PROG}: {out_dir}: {report.line()}; {report.downloaded} downloaded now, "

@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from espnet2_clip.data.lists import ListFormatError, read_vggsound_csv
-from espnet2_clip.data.video import NoAudioStreamError, NoVideoStreamError, VideoDecodeError, _run_ffmpeg, ffmpeg_exe
+from espnet2_clip.data.video import (DiskFullError, NoAudioStreamError, NoVideoStreamError, VideoDecodeError, _run_ffmpeg,
+                                     ffmpeg_exe)
 from espnet2_clip.utils.fileio import read_scp, write_scp, write_text_atomic
 
 PathLike = Union[str, os.PathLike]
@@ -55,7 +56,7 @@ REPORT_NAME = "download_report.json"
 
 #: missing-clip reasons, in report order
 REASONS = ("unavailable", "private", "bot-check", "throttled", "network", "interrupted", "broken", "no-audio",
-           "no-video", "past-end", "not-attempted", "other")
+           "no-video", "past-end", "disk-full", "not-attempted", "other")
 #: reasons that a rerun does not retry (the video is gone for good)
 PERMANENT_REASONS = ("unavailable", "private")
 #: reasons retried within a run (after a wait)
@@ -322,6 +323,7 @@ def build_ytdlp_command(item: DownloadItem, out_template: str, opts: DownloadOpt
 
 
 _PATTERNS = (
+    ("disk-full", ("no space left on device",)),
     ("bot-check", ("confirm you're not a bot", "confirm you’re not a bot", "confirm your age",
                    "sign in to confirm", "this content isn't available, try again later", "po token")),
     ("throttled", ("http error 429", "too many requests")),
@@ -507,6 +509,8 @@ def _fetch_once(item: DownloadItem, tmp: Path, opts: DownloadOptions, throttle: 
         return
     try:
         seconds = validate_video(out)
+    except DiskFullError as e:
+        res.reason, res.message = "disk-full", _one_line(e)
     except NoAudioStreamError as e:
         res.reason, res.message = "no-audio", f"the video has no audio stream: {_one_line(e)}"
     except NoVideoStreamError as e:
@@ -618,7 +622,7 @@ def _triage(items: Sequence[DownloadItem], videos_dir: Path,
 
 class _BotCheckGuard:
     """Counts bot checks in a row across worker threads: prints the cookies hint once and, with
-    ``stop_after`` > 0, stops further requests after that many."""
+    ``stop_after`` > 0, stops further requests after that many. A full disk stops them at once."""
 
     def __init__(self, stop_after: int, log: Callable[[str], None]):
         self.stop_after = stop_after
@@ -627,18 +631,22 @@ class _BotCheckGuard:
         self._lock = threading.Lock()
         self._in_a_row = 0
         self._hinted = False
+        self._disk_full = False
 
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
     def not_attempted(self, clip_id: str) -> ClipResult:
-        return ClipResult(clip_id, reason="not-attempted",
-                          message=f"not attempted: stopped after {self.stop_after} bot checks in a row")
+        why = "the disk is full" if self._disk_full else f"{self.stop_after} bot checks in a row"
+        return ClipResult(clip_id, reason="not-attempted", message=f"not attempted: stopped after {why}")
 
     def record(self, r: ClipResult) -> None:
         with self._lock:
-            if r.reason == "bot-check":
+            if r.reason == "disk-full":
+                self._disk_full = True
+                self._stopped.set()
+            elif r.reason == "bot-check":
                 self._in_a_row += 1
                 if not self._hinted:
                     self._hinted = True

@@ -226,3 +226,16 @@ def test_cli_subprocess(tmp_path, fake_ytdlp):
                           cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode == 0, proc.stderr
     assert "obtained 1/2 videos (1 missing: 1 unavailable)" in proc.stderr
+
+
+def test_a_full_disk_stops_the_run(tmp_path, fake_ytdlp, capsys):
+    """yt-dlp's "No space left on device": the clip is disk-full, the rest not attempted, exit 1 with
+    one clear line; a rerun asks for both again."""
+    ids = tmp_path / "ids"
+    ids.write_text("a goodAAAAAAA\nb nospaceAAAA\nc goodBBBBBBB\n")
+    out = tmp_path / "out"
+    assert main(["--ids", str(ids), "--output_dir", str(out), "--no_progress", "--nj", "1"]) == 1
+    assert "no space left on device under" in capsys.readouterr().err
+    assert read_scp(out / "missing") == {"b": "disk-full", "c": "not-attempted"}
+    assert list(read_scp(out / "video.scp")) == ["a"]
+    assert len(_downloads(fake_ytdlp)) == 2  # c was never asked for
