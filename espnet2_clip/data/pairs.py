@@ -10,6 +10,7 @@ their centre frame ``n_frames // 2``.
 
 import csv
 import io
+import logging
 import os
 import random
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import List, Sequence, Union
 
 from espnet2_clip.data.lists import ClipRecord, ListFormatError
 from espnet2_clip.utils.fileio import write_text_atomic
+
+logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
@@ -54,10 +57,18 @@ def interference_index(idx: int, pool_size: int) -> int:
 
 
 def build_eval_pairs(targets: Sequence[ClipRecord], pool: Sequence[ClipRecord]) -> List[EvalPair]:
-    """Pair every target with its interference clip exactly as the official evaluation."""
+    """Pair every target with its interference clip exactly as the official evaluation.
+
+    The official draw may give a target itself as its interference (the published pairs have no such
+    pair; a small pool can): the pair is kept, as the protocol says, with a warning that its score
+    measures nothing.
+    """
     pairs = []
     for idx, t in enumerate(targets):
         s = pool[interference_index(idx, len(pool))]
+        if s.clip_id == t.clip_id:
+            logger.warning(f"pair {idx}: the interference drawn for {t.clip_id} is the clip itself ({s.source}); "
+                           "kept as the official pairing does, but its score measures nothing (a larger pool avoids it)")
         pairs.append(
             EvalPair(
                 idx=idx,

@@ -99,3 +99,16 @@ def test_vggsound_clean_plus_from_derived_pool(tmp_path):
     assert rc == 0
     assert out.read_text() == (OFFICIAL / "pairs_vggsound_clean_plus.csv").read_text()
     assert out.read_text().splitlines()[0] == ",".join(PAIR_COLUMNS)
+
+
+def test_a_target_drawn_as_its_own_interference_is_kept_with_a_warning(caplog):
+    from espnet2_clip.data.lists import ClipRecord
+    from espnet2_clip.data.pairs import build_eval_pairs, interference_index
+
+    clips = [ClipRecord(f"a/{c}.wav", f"f/{c}", 12, "dog", f"pool.csv:{i + 1}") for i, c in enumerate("wxyz")]
+    self_pairs = [i for i in range(4) if interference_index(i, 4) == i]
+    assert self_pairs  # the official draw over a 4-clip pool gives one
+    with caplog.at_level("WARNING"):
+        pairs = build_eval_pairs(clips, clips)
+    assert len(pairs) == 4 and [p.idx for p in pairs if p.target_id == p.interf_id] == self_pairs
+    assert f"pair {self_pairs[0]}: the interference drawn for" in caplog.text and "measures nothing" in caplog.text
