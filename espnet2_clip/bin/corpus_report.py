@@ -52,8 +52,9 @@ def split_report(world: Path, extracted: Path, split: str) -> Optional[Dict]:
 
     def by_reason(table: Dict[str, str]) -> Dict[str, int]:
         out: Dict[str, int] = {}
-        for reason in table.values():
-            out[reason.split()[0]] = out.get(reason.split()[0], 0) + 1
+        for text in table.values():
+            reason = text.split()[0]
+            out[reason] = out.get(reason, 0) + 1
         return dict(sorted(out.items()))
 
     return {"listed": len(listed), "usable": sum(1 for k in listed if k in usable),

@@ -30,6 +30,16 @@ def write_clips(root: Path, keys: List[str]) -> Path:
     return root
 
 
+# a CLIPSep small enough to train a few steps in a test
+TINY_CONFIG = {
+    "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+    "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+    "head": "query", "query": "embedding", "query_conf": {"input_dim": 8},
+    "clip_samples": CLIP, "batch_size": 2, "num_workers": 0, "seed": 0,
+    "optim": "adam", "optim_conf": {"lr": 0.001},
+}
+
+
 def class_sorted_keys(per_class: int) -> List[str]:
     """Keys sorted by class, like a real key list."""
     return [f"{cls}_{i}" for cls in CLASSES for i in range(per_class)]
@@ -178,14 +188,7 @@ def test_training_with_a_leftover_clip_finishes_and_resumes(tmp_path, data):
     resuming, which replays the same batch lists) must finish and write the checkpoints."""
     from espnet2_clip.tasks.clipsep import CLIPSepTask
 
-    config = {
-        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
-        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
-        "head": "query", "query": "embedding", "query_conf": {"input_dim": 8},
-        "clip_samples": CLIP, "batch_size": 2, "num_workers": 0, "seed": 0,
-        "optim": "adam", "optim_conf": {"lr": 0.001},
-    }
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
     exp = tmp_path / "exp"
     cmd = ["--config", str(tmp_path / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"] + data_args(*data)
     CLIPSepTask.main(cmd=cmd + ["--max_epoch", "1"])
@@ -202,14 +205,7 @@ def test_resumed_training_reaches_the_state_of_an_uninterrupted_one(tmp_path, da
 
     from espnet2_clip.tasks.clipsep import CLIPSepTask
 
-    config = {
-        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
-        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
-        "head": "query", "query": "embedding", "query_conf": {"input_dim": 8},
-        "clip_samples": CLIP, "batch_size": 2, "num_workers": 0, "seed": 0,
-        "optim": "adam", "optim_conf": {"lr": 0.001},
-    }
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
     args = [a.replace("wav.scp,speech_ref1,sound", "wav.scp,speech_ref1,text") for a in data_args(*data)]
 
     def cmd(exp):
