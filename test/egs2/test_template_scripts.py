@@ -208,3 +208,51 @@ inference_nj=0
     assert sorted(p.name for p in (tmp_path / "split9").iterdir()) == [f"keys.{i}" for i in range(1, 6)]
     assert (tmp_path / "merged").read_text() == "".join(f"u{i} v{i}\n" for i in range(5))
     assert proc.returncode == 1 and "--inference_nj must be an integer >= 1, got '0'" in proc.stderr
+
+
+def _read_only_command(directory: Path, argv: list) -> list:
+    """``argv`` run with ``directory`` read-only: for root (whom permission bits do not stop) under a
+    private read-only bind mount, otherwise with the directory's write bits cleared."""
+    import os
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return argv
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if shutil.which("unshare") is None or probe.returncode != 0:
+        pytest.skip("root without a mount namespace (unshare -m): no way to make a read-only directory")
+    mount = f'mount --bind "{directory}" "{directory}" && mount -o remount,bind,ro "{directory}" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", mount, "sh", *argv]
+
+
+def test_stage_1_refuses_a_read_only_world_dir_before_any_work(tmp_path):
+    """A corpus recipe's stage 1 (lists, downloads) and the mini recipes' (world generator) stop with one
+    line naming --world_dir before doing anything, instead of failing deep inside a download or a write."""
+    import os
+    import shutil
+    import sys
+
+    root = tmp_path / "recipes"
+    (root / "egs2").mkdir(parents=True)
+    (root / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
+    for recipe in ("vggsound/clipsep1", "mini_bridge/clipsep1", "mini_bridge/clipsonic1"):
+        shutil.copytree(REPO / "egs2" / recipe, root / "egs2" / recipe, symlinks=True)
+    locked = tmp_path / "locked"
+    (locked / "world").mkdir(parents=True)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    for recipe, world in (("vggsound/clipsep1", locked / "world"), ("mini_bridge/clipsep1", locked / "new" / "w"),
+                          ("mini_bridge/clipsonic1", locked / "world")):
+        argv = ["./run.sh", "--stage", "1", "--stop_stage", "1", "--world_dir", str(world)]
+        if recipe.startswith("vggsound"):
+            argv += ["--lists_dir", str(tmp_path / "no_lists")]  # never the network, whatever happens
+        proc = subprocess.run(_read_only_command(locked, argv), cwd=root / "egs2" / recipe, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 1, (recipe, proc.stdout + proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and f"--world_dir '{world}' is not writable" in errors[0], (recipe, proc.stderr)
+        assert "Read-only file system" in errors[0] or "Permission denied" in errors[0], errors[0]
+        assert "Traceback" not in proc.stderr
+    assert [p.name for p in locked.rglob("*")] == ["world"]  # nothing written

@@ -82,6 +82,7 @@ for entry in ${test_sets}; do test_dirs+=("${entry%%:*}"); done
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh) into ${world_dir}"
+    require_writable_dir "${world_dir}" --world_dir
     local/data.sh --world_dir "${world_dir}" ${local_data_args}
 fi
 

@@ -34,6 +34,20 @@ merge_scps() {
     sort -k1,1 "$@" > "${out}.tmp" && mv "${out}.tmp" "${out}"
 }
 
+# require_writable_dir DIR OPTION: DIR exists (made here) and a file can be written in it, or one error
+# line naming OPTION and the system's reason, before a stage starts work (a real probe: permission bits
+# do not tell root about read-only mounts)
+require_writable_dir() {
+    local probe why
+    if why=$(mkdir -p "$1" 2>&1) && probe=$(mktemp "$1/.write_probe.XXXXXX" 2>&1); then
+        rm -f "${probe}"
+        return 0
+    fi
+    why=${why:-${probe}}
+    echo "$(date +%FT%T) error: $2 '$1' is not writable (${why##*: }); give a writable directory" >&2
+    exit 1
+}
+
 if [ "${train_clip}" = true ]; then  # stage "train a small CLIP" writes these
     clip_model=${exp_dir}/clip/open_clip_config.json
     clip_pretrained=${exp_dir}/clip/open_clip_model.safetensors
