@@ -5,6 +5,8 @@ Example::
     python -m espnet2_clip.bin.make_bridge_world --output_dir world --seed 0
     python -m espnet2_clip.bin.make_bridge_world --output_dir world_ci --preset ci
     python -m espnet2_clip.bin.make_bridge_world --output_dir world_noisy --offscreen_noise_prob 0.5
+    python -m espnet2_clip.bin.make_bridge_world --output_dir world_hum --offscreen_noise_prob 0.3 \
+        --offscreen_kinds wind,hum --offscreen_max_sources 1 --offscreen_snr_db 0,6
 
 Options left out take the preset's value (``default`` or ``ci``). See
 :mod:`espnet2_clip.data.bridge_world` for the layout.
@@ -30,15 +32,29 @@ def get_parser() -> argparse.ArgumentParser:
                    help="size preset; explicit options override it")
     defaults = WorldConfig()
     for f in dataclasses.fields(WorldConfig):
-        if f.name in ("seed", "level_db", "offscreen_snr_db"):
+        if f.name == "seed":
             continue
-        p.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=None,
-                       help=f"(default: preset value, {getattr(defaults, f.name)} in 'default')")
+        value = getattr(defaults, f.name)
+        if isinstance(value, tuple):  # comma-separated, e.g. --offscreen_snr_db 0,6
+            p.add_argument(f"--{f.name}", type=_comma_list(type(value[0]), f.name), default=None,
+                           help=f"comma-separated (default: preset value, {','.join(map(str, value))} in 'default')")
+        else:
+            p.add_argument(f"--{f.name}", type=type(value), default=None,
+                           help=f"(default: preset value, {value} in 'default')")
     p.add_argument("--nj", type=int, default=min(2, os.cpu_count() or 1), help="parallel workers")
     p.add_argument("--force", action="store_true",
                    help="regenerate when --output_dir holds a world with other settings")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
+
+
+def _comma_list(item_type, name: str):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(item_type(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name}: expected comma-separated {item_type.__name__} values, got '{text}'")
+    return parse
 
 
 def config_from_args(args) -> WorldConfig:

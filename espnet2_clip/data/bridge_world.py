@@ -15,22 +15,32 @@ Layout written by :func:`generate_world` under ``out``::
     wav/test_target/<id>.wav            clean held-out target sounds (PCM16, 16 kHz)
     wav/interference/<id>.wav           the interference pool (PCM16, 16 kHz)
     wav/test_mix/<mixid>.wav            mixtures (s1 + s2) / 2; <mixid>_spk{1,2}.wav = s1/2, s2/2
+    wav/test_offscreen/<mixid>.wav      the same targets mixed with an off-screen noise (noisy worlds only)
     data/train/{video.scp,label,offscreen}
     data/valid/{video.scp,label}
     data/clip_train/{image.scp,caption,label}
     data/interference/{wav.scp,label}
     data/test_mix/{wav.scp,spk1.scp,spk2.scp,text,query_image.scp,label,interference_label}
+    data/test_offscreen/{...the same files}  (noisy worlds only)
 
 Interference pool: held-out instances of the *other* target classes, drawn from their own random
 stream (never used for train / valid videos nor as test targets); each test mixture is one clean
 held-out target of class ``c`` plus one pool item of a class ``!= c``, both exactly
 ``mix_samples`` long, mixture = (s1 + s2) / 2 (MUSIC+ protocol); ``text`` is the class name.
 
-Off-screen noise (``offscreen_noise_prob``): that fraction of the *training* videos gets a noise
-with no visual (``wind`` or ``hum``) added at -6..0 dB relative to the on-screen sound; valid
-videos and test material stay clean. The pictures and the class sound of a video do not depend on
-this option (the noise has its own random stream), so worlds with and without noise differ only
-by the noise.
+Off-screen sounds (``offscreen_noise_prob``), as in videos from the wild: that fraction of the
+*training* videos carries 1..``offscreen_max_sources`` sounds with no visual cue, each
+``offscreen_snr_db`` (0..10 dB) below the on-screen sound, of the ``offscreen_kinds``: another
+class's sound (``class``: its object is not in the picture), speech-like ``babble``, ``wind``,
+``hum``. ``data/train/offscreen`` names
+them per video (``none``, ``babble``, ``class:star+hum``...). Valid videos and test references stay
+clean. The pictures and the class sound of a video do not depend on this option (the off-screen
+sounds have their own random stream), so worlds with and without them differ only by them.
+
+A noisy world has a second test set, ``test_offscreen`` (the NIT condition): each test target
+mixed with an off-screen noise (one of the ``offscreen_kinds`` other than ``class``; a held-out
+instance at the class sounds' levels) instead of another class, so a model that learned to pass off-screen sounds with
+its query loses there.
 """
 
 import copy
@@ -63,7 +73,8 @@ CLASSES: List[Tuple[str, str, str, str]] = [
     ("hexagon", "white", "checkered", "whistle"),
     ("moon", "brown", "plain", "rumble"),
 ]
-OFFSCREEN_NOISES = ("wind", "hum")
+OFFSCREEN_NOISES = ("babble", "wind", "hum")  # no class, no visual: the second test set's interference
+OFFSCREEN_KINDS = ("class",) + OFFSCREEN_NOISES  # "class": another class's sound, its object off screen
 CAPTION_TEMPLATES = (
     "a photo of a {colour} {shape}",
     "a photo of a {shape}",
@@ -77,8 +88,8 @@ CAPTION_TEMPLATES = (
 _TEXTURE_WORD = {"plain": "plain", "striped": "striped", "dotted": "dotted", "checkered": "checkered"}
 
 # random streams (second entry of every item's seed sequence)
-_TRAIN, _VALID, _CLIP, _TARGET, _INTERF, _NOISE, _MIX = 1, 2, 3, 4, 5, 6, 7
-VERSION = 2  # 2: three query frames per test target (was one)
+_TRAIN, _VALID, _CLIP, _TARGET, _INTERF, _NOISE, _MIX, _OFFTEST = 1, 2, 3, 4, 5, 6, 7, 8
+VERSION = 3  # 2: three query frames per test target (was one); 3: off-screen sources, test_offscreen
 QUERY_FRAMES = 3
 
 
@@ -97,14 +108,22 @@ class WorldConfig:
     interference_per_class: int = 10
     mix_samples: int = 65535
     offscreen_noise_prob: float = 0.0
+    offscreen_kinds: Tuple[str, ...] = OFFSCREEN_KINDS
+    offscreen_max_sources: int = 2
     level_db: Tuple[float, float] = (-26.0, -16.0)
-    offscreen_snr_db: Tuple[float, float] = (0.0, 6.0)
+    offscreen_snr_db: Tuple[float, float] = (0.0, 10.0)
 
     def validate(self) -> None:
         if not 2 <= self.num_classes <= len(CLASSES):
             raise ValueError(f"num_classes must be in [2, {len(CLASSES)}], got {self.num_classes}")
         if not 0.0 <= self.offscreen_noise_prob <= 1.0:
             raise ValueError(f"offscreen_noise_prob must be in [0, 1], got {self.offscreen_noise_prob}")
+        unknown = [k for k in self.offscreen_kinds if k not in OFFSCREEN_KINDS]
+        if unknown or not self.offscreen_kinds:
+            raise ValueError(f"offscreen_kinds must be some of {', '.join(OFFSCREEN_KINDS)}, "
+                             f"got {', '.join(self.offscreen_kinds) or 'none'}")
+        if self.offscreen_max_sources < 1:
+            raise ValueError(f"offscreen_max_sources must be >= 1, got {self.offscreen_max_sources}")
         for name in ("videos_per_class", "valid_per_class", "clip_images_per_class",
                      "test_mix_per_class", "interference_per_class"):
             if getattr(self, name) < 0:
@@ -176,22 +195,38 @@ def _quantize(x: np.ndarray) -> np.ndarray:
 # --- items (each a pure function of (cfg, index); also usable in memory by tests) ---------------
 
 def _noise_draw(cfg: WorldConfig, split: str, cls: int, idx: int) -> Tuple[Optional[np.random.Generator], str]:
-    """The off-screen noise of a video: its kind (``none`` for most) and, when it has one, the
-    generator its waveform draws from next."""
+    """The off-screen sounds of a video: their names joined by ``+`` (``none`` for most; ``class:<name>``
+    for another class's sound) and, when it has some, the generator their waveforms draw from next."""
     if split != "train" or cfg.offscreen_noise_prob <= 0:
         return None, "none"
     nrng = _rng(cfg, _NOISE, cls, idx)
-    if nrng.random() < cfg.offscreen_noise_prob:
-        return nrng, OFFSCREEN_NOISES[int(nrng.integers(len(OFFSCREEN_NOISES)))]
-    return None, "none"
+    if nrng.random() >= cfg.offscreen_noise_prob:
+        return None, "none"
+    names = []
+    for _ in range(int(nrng.integers(1, cfg.offscreen_max_sources + 1))):
+        kind = cfg.offscreen_kinds[int(nrng.integers(len(cfg.offscreen_kinds)))]
+        if kind == "class":
+            other = int(nrng.integers(cfg.num_classes - 1))
+            kind = "class:" + CLASSES[other + (other >= cls)][0]
+        names.append(kind)
+    return nrng, "+".join(names)
 
 
-def _add_offscreen_noise(cfg: WorldConfig, audio: np.ndarray, n: int, kind: str, nrng) -> np.ndarray:
-    """``audio`` + an ``n``-sample ``kind`` noise ``offscreen_snr_db`` below it; peak kept below 0.95."""
-    noise = bridge_sound.synth(kind, nrng, n, cfg.fs).astype(np.float64)
-    rel = 10 ** (-nrng.uniform(*cfg.offscreen_snr_db) / 20)
-    noise *= rel * np.sqrt(np.mean(audio.astype(np.float64) ** 2)) / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
-    audio = audio + noise
+def _offscreen_sound(cfg: WorldConfig, name: str, nrng, n: int) -> np.ndarray:
+    """One off-screen source: a noise kind, or ``class:<name>``'s sound signature (peak 1)."""
+    if name.startswith("class:"):
+        name = next(c[3] for c in CLASSES if c[0] == name[len("class:"):])
+    return bridge_sound.synth(name, nrng, n, cfg.fs)
+
+
+def _add_offscreen_noise(cfg: WorldConfig, audio: np.ndarray, n: int, names: str, nrng) -> np.ndarray:
+    """``audio`` + each ``+``-joined off-screen source, ``offscreen_snr_db`` below it; peak kept below 0.95."""
+    rms = np.sqrt(np.mean(audio.astype(np.float64) ** 2))
+    audio = audio.astype(np.float64)
+    for name in names.split("+"):
+        noise = _offscreen_sound(cfg, name, nrng, n).astype(np.float64)
+        rel = 10 ** (-nrng.uniform(*cfg.offscreen_snr_db) / 20)
+        audio = audio + noise * (rel * rms / (np.sqrt(np.mean(noise ** 2)) + 1e-12))
     peak = float(np.max(np.abs(audio)))
     if peak > 0.95:
         audio = audio * (0.95 / peak)
@@ -235,8 +270,23 @@ def interference_item(cfg: WorldConfig, cls: int, idx: int) -> np.ndarray:
     return _quantize(_class_sound(cfg, rng, cls, cfg.mix_samples))
 
 
+def offscreen_test_noises(cfg: WorldConfig) -> List[str]:
+    """The noises of the ``test_offscreen`` mixtures: the off-screen kinds of a noisy world, less ``class``."""
+    return [k for k in cfg.offscreen_kinds if k != "class"] if cfg.offscreen_noise_prob > 0 else []
+
+
+def offscreen_test_item(cfg: WorldConfig, cls: int, idx: int) -> Tuple[np.ndarray, str]:
+    """The off-screen noise of test target ``(cls, idx)``'s ``test_offscreen`` mixture: a held-out
+    instance of a kind the noisy training videos carry, at the class sounds' levels; and its kind."""
+    rng = _rng(cfg, _OFFTEST, cls, idx)
+    noises = offscreen_test_noises(cfg)
+    kind = noises[int(rng.integers(len(noises)))]
+    return _quantize(_set_level(bridge_sound.synth(kind, rng, cfg.mix_samples, cfg.fs), rng, cfg.level_db)), kind
+
+
 def mixture_plan(cfg: WorldConfig) -> List[Dict]:
-    """Which target / interference each test mixture uses (deterministic by seed)."""
+    """Which target / interference each test mixture uses (deterministic by seed): ``test_mix``
+    (another class's pool item) and, in a noisy world, ``test_offscreen`` (an off-screen noise)."""
     plan = []
     k = cfg.num_classes
     for cls in range(k):
@@ -246,11 +296,16 @@ def mixture_plan(cfg: WorldConfig) -> List[Dict]:
             other = other + 1 if other >= cls else other
             pool_idx = int(rng.integers(cfg.interference_per_class))
             name, oname = CLASSES[cls][0], CLASSES[other][0]
+            target = dict(target_id=f"target_{name}_{j:04d}", target_cls=cls, target_idx=j)
             plan.append(dict(
-                mix_id=f"mix_{name}_{j:04d}_{oname}",
-                target_id=f"target_{name}_{j:04d}", target_cls=cls, target_idx=j,
+                test_set="test_mix", mix_id=f"mix_{name}_{j:04d}_{oname}", **target,
                 interf_id=f"interf_{oname}_{pool_idx:04d}", interf_cls=other, interf_idx=pool_idx,
+                interf_label=oname,
             ))
+            if offscreen_test_noises(cfg):
+                kind = offscreen_test_item(cfg, cls, j)[1]
+                plan.append(dict(test_set="test_offscreen", mix_id=f"offmix_{name}_{j:04d}_{kind}", **target,
+                                 interf_label=kind))
     return plan
 
 
@@ -267,7 +322,7 @@ class VideoFile:
     cls: int
     idx: int
     path: str
-    noise_kind: str  # off-screen noise: none | wind | hum
+    noise_kind: str  # off-screen sounds: none | their names joined by + (class:<name>, babble, wind, hum)
 
     @property
     def uttid(self) -> str:
@@ -391,11 +446,14 @@ def _interference_job(cfg: WorldConfig, out: Path, job: Job) -> InterferenceFile
 
 def _mixture_job(cfg: WorldConfig, out: Path, job: Job) -> MixtureFiles:
     p = job.plan
-    base = out / "wav" / "test_mix" / p["mix_id"]
+    base = out / "wav" / p["test_set"] / p["mix_id"]
     wavs = [base.with_name(base.name + suffix + ".wav") for suffix in ("", "_spk1", "_spk2")]
     if not all(w.is_file() for w in wavs):
         s1 = target_item(cfg, p["target_cls"], p["target_idx"])[0]
-        s2 = interference_item(cfg, p["interf_cls"], p["interf_idx"])
+        if p["test_set"] == "test_offscreen":
+            s2 = offscreen_test_item(cfg, p["target_cls"], p["target_idx"])[0]
+        else:
+            s2 = interference_item(cfg, p["interf_cls"], p["interf_idx"])
         halves = [_quantize(s.astype(np.float64) / 2) for s in (s1, s2)]
         for path, x in zip(wavs, [mix(s1, s2), *halves]):
             _write_wav(path, x, cfg.fs)
@@ -489,16 +547,19 @@ def write_lists(data: Path, files: WorldFiles, with_test: bool) -> None:
         "query_image.scp": lambda m: query[(m.plan["target_cls"], m.plan["target_idx"])],
         "text": lambda m: name(m.plan["target_cls"]),
         "label": lambda m: name(m.plan["target_cls"]),
-        "interference_label": lambda m: name(m.plan["interf_cls"]),
+        "interference_label": lambda m: m.plan["interf_label"],
     }
-    for fname, value in columns.items():
-        write_scp(data / "test_mix" / fname, {m.plan["mix_id"]: value(m) for m in files.mixtures})
+    for test_set in sorted({m.plan["test_set"] for m in files.mixtures}):
+        mixtures = [m for m in files.mixtures if m.plan["test_set"] == test_set]
+        for fname, value in columns.items():
+            write_scp(data / test_set / fname, {m.plan["mix_id"]: value(m) for m in mixtures})
 
 
 def _config_json(cfg: WorldConfig) -> Dict:
     d = dataclasses.asdict(cfg)
     d["level_db"] = list(cfg.level_db)
     d["offscreen_snr_db"] = list(cfg.offscreen_snr_db)
+    d["offscreen_kinds"] = list(cfg.offscreen_kinds)
     d["version"] = VERSION
     return d
 
@@ -512,7 +573,7 @@ def world_info(cfg: WorldConfig, files: WorldFiles, seconds: float) -> Dict:
         config=_config_json(cfg),
         classes=class_table(cfg.num_classes),
         offscreen_noises=[dict(name=n, description=(bridge_sound.NOISES[n].__doc__ or "").strip())
-                          for n in OFFSCREEN_NOISES],
+                          for n in cfg.offscreen_kinds if n != "class"],
         caption_templates=list(CAPTION_TEMPLATES),
         counts=dict(
             train_videos=len(train),
@@ -521,7 +582,8 @@ def world_info(cfg: WorldConfig, files: WorldFiles, seconds: float) -> Dict:
             clip_images=len(files.clip_images),
             test_targets=len(files.targets),
             interference_pool=len(files.interference),
-            test_mixtures=len(files.mixtures),
+            test_mixtures=sum(1 for m in files.mixtures if m.plan["test_set"] == "test_mix"),
+            test_offscreen_mixtures=sum(1 for m in files.mixtures if m.plan["test_set"] == "test_offscreen"),
         ),
         protocol=dict(
             test_mixture="mixture = (s1 + s2) / 2 on the PCM16 grid; s1 = held-out clean target, "
@@ -530,8 +592,12 @@ def world_info(cfg: WorldConfig, files: WorldFiles, seconds: float) -> Dict:
             interference_pool="held-out instances of the other target classes from their own "
                               "random stream; never in train/valid videos nor test targets",
             offscreen_noise="training videos only, with probability offscreen_noise_prob: "
-                            "wind or hum (no visual) at "
+                            f"1..{cfg.offscreen_max_sources} sounds with no visual (of "
+                            f"{', '.join(cfg.offscreen_kinds)}; class: another class's sound), each "
                             f"{cfg.offscreen_snr_db[0]}..{cfg.offscreen_snr_db[1]} dB below the on-screen sound",
+            test_offscreen="noisy worlds only: each test target + a held-out off-screen noise "
+                           f"({', '.join(offscreen_test_noises(cfg)) or 'none'}) at the class sounds' levels, "
+                           "mixed like test_mix",
             videos=f"{cfg.frame_size}x{cfg.frame_size} px, {cfg.video_fps} fps, h264/yuv420p + AAC "
                    f"{cfg.fs} Hz mono, {cfg.video_seconds} s",
         ),

@@ -38,6 +38,19 @@ def test_text_queried_separation_is_learned_without_text_audio_pairs(recipe_run)
 
 
 @pytest.mark.slow
+def test_noisy_world_has_the_off_screen_test_condition(recipe_run):
+    """The default world is noisy: both models are also scored with an off-screen noise as the interference."""
+    offscreen = (recipe_run / "world_ci" / "data" / "train" / "offscreen").read_text().split()[1::2]
+    assert 0 < sum(v != "none" for v in offscreen) < len(offscreen)
+    for tag in ("clipsep", "clipsep_nit"):
+        result = json.loads((recipe_run / "exp_ci" / tag / "decode_text" / "test_offscreen" / "scoring"
+                             / "result.json").read_text())
+        assert result["count"] == 18 and result["SDRi"]["mean"] > 0.0, (tag, result["SDRi"])
+    results = (recipe_run / "RESULTS.md").read_text()
+    assert "Bridge-Clean+ mean SDR" in results and "Off-screen mean SDR" in results
+
+
+@pytest.mark.slow
 def test_results_table_and_packed_models(recipe_run):
     results = (recipe_run / "RESULTS.md").read_text()
     for row in ("| Mixture |", "| CLIPSep (text-queried) |", "| CLIPSep (image-queried) |",
@@ -105,12 +118,12 @@ def test_readme_layout_without_labels(recipe_run, tmp_path):
 
 @pytest.mark.slow
 def test_demo_page_of_the_decodes(recipe_run, tmp_path):
-    """The last stage: exp_ci/demo from the decodes, 4 test mixtures with both models' estimates."""
+    """The last stage: exp_ci/demo from the decodes, 4 mixtures per test set with both models' estimates."""
     from demo_page_helpers import check_site_in_browser, parse_page
 
     site = recipe_run / "exp_ci" / "demo"
     page = parse_page(site)
-    assert len(page.examples) == 4
+    assert len(page.examples) == 8  # 4 per test set (Bridge-Clean+, Off-screen)
     assert page.headings[:4] == ["CLIPSep (text-queried)", "CLIPSep (image-queried)", "CLIPSep-NIT (text-queried)",
                                  "CLIPSep-NIT (image-queried)"]
-    assert check_site_in_browser(site, tmp_path / "profile")["text"].count("Query: ") == 4
+    assert check_site_in_browser(site, tmp_path / "profile")["text"].count("Query: ") == 8

@@ -10,14 +10,19 @@ set -euo pipefail
 . ./path.sh
 
 setting=default   # default | ci  (selects conf/ or conf/ci/)
-seed=0
-offscreen_noise_prob=0.3
+seed=0            # the world, the small CLIP and every model's training
+offscreen_noise_prob=0.5  # share of training videos with off-screen sounds (0: a clean world, one test set)
+
+world_dir=""      # default: world_<setting> (stage 1 generates the world there)
+stage=1           # 2: ${world_dir} is your own world (no generator)
 
 # Parse only our own options here; the rest go to clipsep.sh.
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --setting) setting=$2; shift 2 ;;
+        --world_dir) world_dir=$2; shift 2 ;;
+        --stage) stage=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
         --offscreen_noise_prob) offscreen_noise_prob=$2; shift 2 ;;
         *) args+=("$1"); shift ;;
@@ -35,14 +40,27 @@ case "${setting}" in
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
 
+# the clean test set (another class as the interference) and, in a noisy world, the NIT condition
+# (an off-screen noise the training videos carried as the interference)
+test_sets="test_mix:Bridge-Clean+"
+[ -n "${world_dir}" ] || world_dir=world_${setting}
+if [ "${stage}" -le 1 ]; then  # the world stage 1 generates: noisy unless --offscreen_noise_prob 0
+    [ "${offscreen_noise_prob}" = 0 ] || test_sets+=" test_offscreen:Off-screen"
+elif [ -d "${world_dir}/data/test_offscreen" ]; then  # an existing world: its test sets
+    test_sets+=" test_offscreen:Off-screen"
+fi
+
 ./clipsep.sh \
-    --world_dir "world_${setting}" \
+    --stage "${stage}" \
+    --world_dir "${world_dir}" \
     --local_data_args "--seed ${seed} --preset ${preset} --offscreen_noise_prob ${offscreen_noise_prob}" \
     --data_dir "data_${setting}" --dump_dir "dump_${setting}" --exp_dir "exp_${setting}" \
     --train_clip true \
     --clip_train_args "--max_steps ${clip_steps} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
     --train_configs "${configs}" \
+    --train_args "--seed ${seed}" \
+    --test_sets "${test_sets}" \
     --inference_model latest.pth \
     --score_backend fast \
     --results_title "CLIPSep on the bridge world (${setting})" \

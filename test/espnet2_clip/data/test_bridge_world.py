@@ -8,12 +8,14 @@ import soundfile
 from espnet2_clip.data import bridge_sound
 from espnet2_clip.data.bridge_world import (
     CLASSES,
+    OFFSCREEN_NOISES,
     WorldConfig,
     clip_image_item,
     generate_world,
     interference_item,
     mix,
     mixture_plan,
+    offscreen_test_item,
     target_item,
     video_item,
 )
@@ -41,7 +43,10 @@ def test_layout_and_counts(world):
     assert len(train) == k * cfg.videos_per_class
     assert all(Path(p).is_file() and p.endswith(".mp4") for p in train.values())
     assert read_scp(out / "data/train/label").keys() == train.keys()
-    assert set(read_scp(out / "data/train/offscreen").values()) <= {"none", "wind", "hum"}
+    offscreen = read_scp(out / "data/train/offscreen")
+    names = [n for v in offscreen.values() for n in v.split("+")]
+    assert set(names) <= {"none", *OFFSCREEN_NOISES, *(f"class:{c[0]}" for c in CLASSES[:k])}
+    assert info["counts"]["train_videos_with_offscreen_noise"] == sum(v != "none" for v in offscreen.values()) > 0
     assert len(read_scp(out / "data/valid/video.scp")) == k * cfg.valid_per_class
     images = read_scp(out / "data/clip_train/image.scp")
     captions = read_scp(out / "data/clip_train/caption")
@@ -58,12 +63,21 @@ def test_layout_and_counts(world):
     assert all(text[u] != interf[u] for u in ids)
     # the interference pool is disjoint from the test targets
     assert not set(read_scp(tm / "spk1.scp").values()) & set(read_scp(tm / "spk2.scp").values())
+    off = out / "data/test_offscreen"  # the NIT condition: the same targets, an off-screen noise instead
+    assert info["counts"]["test_offscreen_mixtures"] == k * cfg.test_mix_per_class
+    for name in ("spk1.scp", "spk2.scp", "text", "query_image.scp", "label", "interference_label"):
+        assert read_scp(off / name).keys() == read_scp(off / "wav.scp").keys(), name
+    assert set(read_scp(off / "interference_label").values()) <= set(OFFSCREEN_NOISES)
+    by_target = {(t, q) for t, q in zip(read_scp(tm / "text").values(), read_scp(tm / "query_image.scp").values())}
+    assert {(t, q) for t, q in zip(read_scp(off / "text").values(), read_scp(off / "query_image.scp").values())} \
+        == by_target
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
 
 
-def test_test_mixtures(world):
+@pytest.mark.parametrize("test_set", ["test_mix", "test_offscreen"])
+def test_test_mixtures(world, test_set):
     out, cfg, _ = world
-    tm = out / "data/test_mix"
+    tm = out / "data" / test_set
     wavs, s1s, s2s = (read_scp(tm / n) for n in ("wav.scp", "spk1.scp", "spk2.scp"))
     for u in wavs:
         m, fs = soundfile.read(wavs[u], dtype="float64")
@@ -129,11 +143,74 @@ def test_offscreen_noise_only_adds_noise():
     noisy = WorldConfig(seed=5, offscreen_noise_prob=1.0, **TINY)
     f0, a0, k0 = video_item(clean, "train", 0, 0)
     f1, a1, k1 = video_item(noisy, "train", 0, 0)
-    assert k0 == "none" and k1 in ("wind", "hum")
+    assert k0 == "none" and k1 != "none"
     assert np.array_equal(f0, f1)  # same pictures
     assert not np.allclose(a0, a1)
     # valid videos stay clean
     assert video_item(noisy, "valid", 0, 0)[2] == "none"
+
+
+def _snr_db(clean, noisy):
+    """The on-screen sound's level over what was added (noisy = g (clean + added), g <= 1 the peak guard)."""
+    clean, noisy = clean.astype(np.float64), noisy.astype(np.float64)
+    g = np.dot(noisy, clean) / np.dot(clean, clean)
+    return 10 * np.log10(np.sum(clean ** 2) / np.sum((noisy / g - clean) ** 2))
+
+
+def test_offscreen_sources_kinds_counts_and_levels():
+    """1 or 2 sources per noisy video, of every kind (another class's sound, never the video's own),
+    each 0..10 dB below the on-screen sound."""
+    clean = WorldConfig(seed=9, **TINY)
+    noisy = WorldConfig(seed=9, offscreen_noise_prob=1.0, **TINY)
+    counts, kinds = set(), set()
+    for cls in range(3):
+        for idx in range(8):
+            _, a0, _ = video_item(clean, "train", cls, idx)
+            _, a1, names = video_item(noisy, "train", cls, idx)
+            parts = names.split("+")
+            counts.add(len(parts))
+            kinds |= {p.split(":")[0] for p in parts}
+            assert f"class:{CLASSES[cls][0]}" not in parts
+            # one source: 0..10 dB below; two: their sum 3 dB louder at most
+            assert (0.0 if len(parts) == 1 else -3.1) - 0.2 <= _snr_db(a0, a1) <= 10.2, (names, _snr_db(a0, a1))
+    assert counts == {1, 2} and kinds == {"class", *OFFSCREEN_NOISES}
+    # one kind, one source, a fixed level: exactly that
+    only = WorldConfig(seed=9, offscreen_noise_prob=1.0, offscreen_kinds=("babble",), offscreen_max_sources=1,
+                       offscreen_snr_db=(6.0, 6.0), **TINY)
+    _, a2, names = video_item(only, "train", 1, 0)
+    assert names == "babble" and abs(_snr_db(video_item(clean, "train", 1, 0)[1], a2) - 6.0) < 0.1
+
+
+def test_offscreen_test_set_noises_and_levels():
+    """test_offscreen: the noises the training videos carried (not another class), at the class sounds'
+    levels; a world with no off-screen sounds, or only other classes' sounds, has no such test set."""
+    cfg = WorldConfig(seed=2, offscreen_noise_prob=0.5)
+    plan = [p for p in mixture_plan(cfg) if p["test_set"] == "test_offscreen"]
+    assert len(plan) == cfg.num_classes * cfg.test_mix_per_class
+    assert {p["interf_label"] for p in plan} == set(OFFSCREEN_NOISES)
+    for cls, idx in ((0, 0), (3, 5), (7, 9)):
+        x, kind = offscreen_test_item(cfg, cls, idx)
+        level = 20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        assert kind in OFFSCREEN_NOISES and cfg.level_db[0] - 0.5 <= level <= cfg.level_db[1] + 0.5
+    assert not [p for p in mixture_plan(WorldConfig(seed=2)) if p["test_set"] != "test_mix"]
+    only_class = WorldConfig(seed=2, offscreen_noise_prob=0.5, offscreen_kinds=("class",))
+    assert not [p for p in mixture_plan(only_class) if p["test_set"] != "test_mix"]
+
+
+def test_babble_is_speech_like():
+    """Babble: energy where voices are (centroid 0.3-2 kHz) and a syllabic envelope (2-10 Hz)."""
+    fs = 16000
+    x = bridge_sound.synth("babble", np.random.default_rng(1), 6 * fs, fs).astype(np.float64)
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / fs)
+    assert 300 < np.sum(f * spec) / np.sum(spec) < 2000
+    env = np.sqrt(np.convolve(x ** 2, np.ones(160) / 160, "same"))[::160]  # 100 Hz envelope
+    mod = np.abs(np.fft.rfft(env - env.mean())) ** 2
+    fm = np.fft.rfftfreq(len(env), 1 / 100)
+    hum = bridge_sound.synth("hum", np.random.default_rng(1), 6 * fs, fs).astype(np.float64)
+    hum_env = np.sqrt(np.convolve(hum ** 2, np.ones(160) / 160, "same"))[::160]
+    assert np.sum(mod[(fm > 2) & (fm < 10)]) / np.sum(mod[fm > 0]) > 0.3
+    assert np.std(env) / np.mean(env) > 1.5 * np.std(hum_env) / np.mean(hum_env)  # it comes and goes
 
 
 def _mean_spectrum(x, n_fft=512):
@@ -197,6 +274,10 @@ def test_bad_config():
         WorldConfig(num_classes=99).validate()
     with pytest.raises(ValueError):
         WorldConfig(offscreen_noise_prob=1.5).validate()
+    with pytest.raises(ValueError, match="offscreen_kinds must be some of class, babble, wind, hum, got rain"):
+        WorldConfig(offscreen_kinds=("rain",)).validate()
+    with pytest.raises(ValueError, match="offscreen_max_sources"):
+        WorldConfig(offscreen_max_sources=0).validate()
 
 
 def test_a_finished_job_reports_what_generating_it_reported(tmp_path):
