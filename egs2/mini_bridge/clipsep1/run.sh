@@ -3,7 +3,7 @@
 # trained on captioned images only, CLIPSep trained on the videos with image queries, and
 # evaluation with TEXT queries. Prints the RESULTS.md table.
 #
-#   ./run.sh                          # default world (about 20 min on 2 CPU cores)
+#   ./run.sh                          # default world (about 24 min on 2 CPU cores)
 #   ./run.sh --setting ci             # tiny CI setting (a few minutes)
 #   ./run.sh --world_dir DIR --stage 2   # your own world/data laid out like the bridge world
 set -euo pipefail
