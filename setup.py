@@ -34,7 +34,12 @@ setup(
     packages=find_packages(include=["espnet2_clip", "espnet2_clip.*"]),
     python_requires=">=3.10",
     install_requires=install_requires,
-    extras_require={"test": ["pytest>=7,<8.4", "pytest-timeout", "selenium==4.51.0"]},
+    extras_require={
+        "test": ["pytest>=7,<8.4", "pytest-timeout", "selenium==4.51.0"],
+        # the bridge world's recorded sounds (make_bridge_world --sounds soundfont); also needs the system's
+        # FluidSynth library and a General MIDI SoundFont: apt-get install libfluidsynth3 timgm6mb-soundfont
+        "recorded": ["pyfluidsynth==1.4.0"],
+    },
     license="Apache-2.0",
     entry_points={"console_scripts": ["espnet2-clip = espnet2_clip.bin.cli:main"]},
 )

@@ -11,7 +11,7 @@ import numpy as np
 Synth = Callable[[np.random.Generator, int, int], np.ndarray]
 
 
-def _note_times(rng, n, fs, dur=(0.2, 0.5), rest=0.15, first_rest=0.3):
+def note_times(rng, n, fs, dur=(0.2, 0.5), rest=0.15, first_rest=0.3):
     """Random note onsets/lengths (samples) covering ``n`` samples, with occasional rests."""
     pos = int(rng.uniform(0, first_rest) * fs)
     notes = []
@@ -55,7 +55,7 @@ def _scale_f0(rng, lo, hi, count):
 
 def _harmonic(rng, n, fs, f0_range, amps, dur, attack, release, vibrato=0.0, decay=None, rest=0.15):
     out = np.zeros(n)
-    notes = _note_times(rng, n, fs, dur, rest)
+    notes = note_times(rng, n, fs, dur, rest)
     f0s = _scale_f0(rng, *f0_range, len(notes))
     for (start, length), f0 in zip(notes, f0s):
         t = np.arange(length) / fs
@@ -125,7 +125,7 @@ def drum(rng, n, fs):
 def chirp(rng, n, fs):
     """Exponential sweeps (upward, ~1 kHz -> 4 kHz) with gaps."""
     out = np.zeros(n)
-    for start, length in _note_times(rng, n, fs, dur=(0.2, 0.45), rest=0.3):
+    for start, length in note_times(rng, n, fs, dur=(0.2, 0.45), rest=0.3):
         t = np.arange(length) / fs
         f_a, f_b = rng.uniform(800, 1100), rng.uniform(3500, 4500)
         inst = f_a * (f_b / f_a) ** (t / max(t[-1], 1e-3))
@@ -136,7 +136,7 @@ def chirp(rng, n, fs):
 def bell(rng, n, fs):
     """FM bell: inharmonic (ratio 1.4), decaying modulation index, long decay, 600-1100 Hz."""
     out = np.zeros(n)
-    notes = _note_times(rng, n, fs, dur=(0.35, 0.8), rest=0.1)
+    notes = note_times(rng, n, fs, dur=(0.35, 0.8), rest=0.1)
     for (start, length), fc in zip(notes, _scale_f0(rng, 600, 1100, len(notes))):
         t = np.arange(length) / fs
         index = 2.5 * np.exp(-t / 0.2)
@@ -173,7 +173,7 @@ def clarinet(rng, n, fs):
 def whistle(rng, n, fs):
     """Pure tone 2.6-3.6 kHz with slow glides."""
     out = np.zeros(n)
-    for start, length in _note_times(rng, n, fs, dur=(0.4, 0.9), rest=0.2):
+    for start, length in note_times(rng, n, fs, dur=(0.4, 0.9), rest=0.2):
         t = np.arange(length) / fs
         f_a, f_b = rng.uniform(2600, 3600, size=2)
         inst = f_a + (f_b - f_a) * t / max(t[-1], 1e-3)

@@ -2,7 +2,8 @@
 without any text-audio pair (see "The bridge world" in DESIGN.md).
 
 Each class couples a **visual signature** (shape + colour + texture, :mod:`bridge_visual`) with a
-**sound signature** (timbre, :mod:`bridge_sound`). Everything is deterministic by ``seed``: every
+**sound signature** (timbre: synthesised, :mod:`bridge_sound`; or with ``sounds="soundfont"`` a recorded
+instrument of a General MIDI SoundFont, :mod:`bridge_recorded`, the same pictures). Everything is deterministic by ``seed``: every
 item draws from its own generator ``default_rng([seed, stream, class, index])``, so an item does
 not depend on the counts of other items, on ``nj`` or on the generation order.
 
@@ -57,7 +58,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from espnet2_clip.data import bridge_sound, bridge_visual
+from espnet2_clip.data import bridge_recorded, bridge_sound, bridge_visual
 from espnet2_clip.utils.fileio import atomic_path, write_scp, write_text_atomic
 
 # name (= shape, used as text query), colour, texture, sound kind
@@ -73,6 +74,8 @@ CLASSES: List[Tuple[str, str, str, str]] = [
     ("hexagon", "white", "checkered", "whistle"),
     ("moon", "brown", "plain", "rumble"),
 ]
+# the class sounds: synthesised signatures (bridge_sound) or recorded instruments of a SoundFont (bridge_recorded)
+SOUND_BANKS = ("synth", "soundfont")
 OFFSCREEN_NOISES = ("babble", "wind", "hum")  # no class, no visual: the second test set's interference
 OFFSCREEN_KINDS = ("class",) + OFFSCREEN_NOISES  # "class": another class's sound, its object off screen
 CAPTION_TEMPLATES = (
@@ -112,10 +115,19 @@ class WorldConfig:
     offscreen_max_sources: int = 2
     level_db: Tuple[float, float] = (-26.0, -16.0)
     offscreen_snr_db: Tuple[float, float] = (0.0, 10.0)
+    sounds: str = "synth"
+    soundfont: str = bridge_recorded.DEFAULT_SOUNDFONT
 
     def validate(self) -> None:
         if not 2 <= self.num_classes <= len(CLASSES):
             raise ValueError(f"num_classes must be in [2, {len(CLASSES)}], got {self.num_classes}")
+        if self.sounds not in SOUND_BANKS:
+            raise ValueError(f"sounds must be one of {', '.join(SOUND_BANKS)}, got '{self.sounds}'")
+        if self.sounds == "soundfont":
+            try:
+                bridge_recorded.check_soundfont(self.soundfont)
+            except RuntimeError as exc:
+                raise ValueError(str(exc)) from None
         if not 0.0 <= self.offscreen_noise_prob <= 1.0:
             raise ValueError(f"offscreen_noise_prob must be in [0, 1], got {self.offscreen_noise_prob}")
         unknown = [k for k in self.offscreen_kinds if k not in OFFSCREEN_KINDS]
@@ -141,12 +153,15 @@ PRESETS: Dict[str, Dict] = {
 }
 
 
-def class_table(num_classes: int) -> List[Dict[str, str]]:
+def class_table(cfg: WorldConfig) -> List[Dict[str, str]]:
     out = []
-    for i, (shape, colour, texture, sound) in enumerate(CLASSES[:num_classes]):
-        fn = bridge_sound.SOUNDS[sound]
+    for i, (shape, colour, texture, sound) in enumerate(CLASSES[:cfg.num_classes]):
+        if cfg.sounds == "soundfont":
+            description = f"{bridge_recorded.INSTRUMENTS[sound].description} ({Path(cfg.soundfont).name})"
+        else:
+            description = (bridge_sound.SOUNDS[sound].__doc__ or "").strip()
         out.append(dict(index=i, name=shape, shape=shape, colour=colour, texture=texture,
-                        sound=sound, sound_description=(fn.__doc__ or "").strip()))
+                        sound=sound, sound_description=description))
     return out
 
 
@@ -157,15 +172,30 @@ def _rng(cfg: WorldConfig, stream: int, cls: int, idx: int) -> np.random.Generat
 def _set_level(x: np.ndarray, rng, level_db) -> np.ndarray:
     """Scale to a random RMS level (dBFS) and keep the peak below 0.95."""
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-12
-    x = x * (10 ** (rng.uniform(*level_db) / 20) / rms)
+    return _limit_peak(x * (10 ** (rng.uniform(*level_db) / 20) / rms))
+
+
+def _limit_peak(x: np.ndarray, limit: float = 0.95) -> np.ndarray:
+    """``x`` scaled down so that its peak is at most ``limit`` (float32)."""
     peak = float(np.max(np.abs(x)))
-    if peak > 0.95:
-        x = x * (0.95 / peak)
-    return x.astype(np.float32)
+    return (x * (limit / peak) if peak > limit else x).astype(np.float32)
+
+
+def _other_class(rng: np.random.Generator, num_classes: int, cls: int) -> int:
+    """A class drawn uniformly among the ``num_classes`` - 1 others than ``cls``."""
+    other = int(rng.integers(num_classes - 1))
+    return other + (other >= cls)
+
+
+def _signature(cfg: WorldConfig, kind: str, rng, n: int) -> np.ndarray:
+    """``n`` samples of class sound ``kind`` from the world's sound bank (peak 1)."""
+    if cfg.sounds == "soundfont":
+        return bridge_recorded.render(kind, rng, n, cfg.fs, cfg.soundfont)
+    return bridge_sound.synth(kind, rng, n, cfg.fs)
 
 
 def _class_sound(cfg: WorldConfig, rng, cls: int, n: int) -> np.ndarray:
-    return _set_level(bridge_sound.synth(CLASSES[cls][3], rng, n, cfg.fs), rng, cfg.level_db)
+    return _set_level(_signature(cfg, CLASSES[cls][3], rng, n), rng, cfg.level_db)
 
 
 def _render(cfg: WorldConfig, rng, cls: int, num_frames: int) -> np.ndarray:
@@ -206,8 +236,7 @@ def _noise_draw(cfg: WorldConfig, split: str, cls: int, idx: int) -> Tuple[Optio
     for _ in range(int(nrng.integers(1, cfg.offscreen_max_sources + 1))):
         kind = cfg.offscreen_kinds[int(nrng.integers(len(cfg.offscreen_kinds)))]
         if kind == "class":
-            other = int(nrng.integers(cfg.num_classes - 1))
-            kind = "class:" + CLASSES[other + (other >= cls)][0]
+            kind = "class:" + CLASSES[_other_class(nrng, cfg.num_classes, cls)][0]
         names.append(kind)
     return nrng, "+".join(names)
 
@@ -215,7 +244,8 @@ def _noise_draw(cfg: WorldConfig, split: str, cls: int, idx: int) -> Tuple[Optio
 def _offscreen_sound(cfg: WorldConfig, name: str, nrng, n: int) -> np.ndarray:
     """One off-screen source: a noise kind, or ``class:<name>``'s sound signature (peak 1)."""
     if name.startswith("class:"):
-        name = next(c[3] for c in CLASSES if c[0] == name[len("class:"):])
+        kind = next(c[3] for c in CLASSES if c[0] == name[len("class:"):])
+        return _signature(cfg, kind, nrng, n)
     return bridge_sound.synth(name, nrng, n, cfg.fs)
 
 
@@ -227,10 +257,7 @@ def _add_offscreen_noise(cfg: WorldConfig, audio: np.ndarray, n: int, names: str
         noise = _offscreen_sound(cfg, name, nrng, n).astype(np.float64)
         rel = 10 ** (-nrng.uniform(*cfg.offscreen_snr_db) / 20)
         audio = audio + noise * (rel * rms / (np.sqrt(np.mean(noise ** 2)) + 1e-12))
-    peak = float(np.max(np.abs(audio)))
-    if peak > 0.95:
-        audio = audio * (0.95 / peak)
-    return audio.astype(np.float32)
+    return _limit_peak(audio)
 
 
 def video_item(cfg: WorldConfig, split: str, cls: int, idx: int):
@@ -292,8 +319,7 @@ def mixture_plan(cfg: WorldConfig) -> List[Dict]:
     for cls in range(k):
         for j in range(cfg.test_mix_per_class):
             rng = _rng(cfg, _MIX, cls, j)
-            other = int(rng.integers(k - 1))
-            other = other + 1 if other >= cls else other
+            other = _other_class(rng, k, cls)
             pool_idx = int(rng.integers(cfg.interference_per_class))
             name, oname = CLASSES[cls][0], CLASSES[other][0]
             target = dict(target_id=f"target_{name}_{j:04d}", target_cls=cls, target_idx=j)
@@ -501,7 +527,9 @@ def run_jobs(jobs: List[Job], nj: int = 1, progress: bool = False) -> WorldFiles
     files = WorldFiles()
     bar = _progress_bar(len(jobs), progress)
     if nj > 1:
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        # FluidSynth (recorded sounds) does not survive a fork once it has run in the parent: spawn then
+        recorded = any(job.cfg.get("sounds") == "soundfont" for job in jobs)
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") and not recorded else "spawn")
         with ctx.Pool(nj) as pool:
             done = pool.imap_unordered(run_job, jobs, chunksize=4)
             for item in done:
@@ -561,6 +589,8 @@ def _config_json(cfg: WorldConfig) -> Dict:
     d["offscreen_snr_db"] = list(cfg.offscreen_snr_db)
     d["offscreen_kinds"] = list(cfg.offscreen_kinds)
     d["version"] = VERSION
+    if cfg.sounds == "synth":  # worlds of synthesised sounds keep the settings they were written with
+        del d["sounds"], d["soundfont"]
     return d
 
 
@@ -571,7 +601,7 @@ def world_info(cfg: WorldConfig, files: WorldFiles, seconds: float) -> Dict:
         version=VERSION,
         seed=cfg.seed,
         config=_config_json(cfg),
-        classes=class_table(cfg.num_classes),
+        classes=class_table(cfg),
         offscreen_noises=[dict(name=n, description=(bridge_sound.NOISES[n].__doc__ or "").strip())
                           for n in cfg.offscreen_kinds if n != "class"],
         caption_templates=list(CAPTION_TEMPLATES),

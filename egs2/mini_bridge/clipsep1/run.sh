@@ -5,6 +5,8 @@
 #
 #   ./run.sh                          # default world (about 24 min on 2 CPU cores)
 #   ./run.sh --setting ci             # tiny CI setting (a few minutes)
+#   ./run.sh --sounds soundfont       # the same world with recorded instruments (FluidSynth + a GM SoundFont:
+#                                     # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
 #   ./run.sh --world_dir DIR --stage 2   # your own world/data laid out like the bridge world
 set -euo pipefail
 . ./path.sh
@@ -12,6 +14,7 @@ set -euo pipefail
 setting=default   # default | ci  (selects conf/ or conf/ci/)
 seed=0            # the world, the small CLIP and every model's training
 offscreen_noise_prob=0.5  # share of training videos with off-screen sounds (0: a clean world, one test set)
+sounds=synth      # the class sounds: synth (synthesised signatures) | soundfont (recorded instruments)
 
 world_dir=""      # default: world_<setting> (stage 1 generates the world there)
 stage=1           # 2: ${world_dir} is your own world (no generator)
@@ -25,6 +28,7 @@ while [ $# -gt 0 ]; do
         --stage) stage=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
         --offscreen_noise_prob) offscreen_noise_prob=$2; shift 2 ;;
+        --sounds) sounds=$2; shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -43,7 +47,13 @@ esac
 # the clean test set (another class as the interference) and, in a noisy world, the NIT condition
 # (an off-screen noise the training videos carried as the interference)
 test_sets="test_mix:Bridge-Clean+"
-[ -n "${world_dir}" ] || world_dir=world_${setting}
+# a world of recorded sounds has its own directories (world_default_soundfont, exp_default_soundfont, ...)
+case "${sounds}" in
+    synth) name=${setting} ;;
+    soundfont) name=${setting}_soundfont ;;
+    *) echo "$0: unknown --sounds ${sounds} (synth|soundfont)" >&2; exit 1 ;;
+esac
+[ -n "${world_dir}" ] || world_dir=world_${name}
 if [ "${stage}" -le 1 ]; then  # the world stage 1 generates: noisy unless --offscreen_noise_prob 0
     [ "${offscreen_noise_prob}" = 0 ] || test_sets+=" test_offscreen:Off-screen"
 elif [ -d "${world_dir}/data/test_offscreen" ]; then  # an existing world: its test sets
@@ -53,8 +63,8 @@ fi
 ./clipsep.sh \
     --stage "${stage}" \
     --world_dir "${world_dir}" \
-    --local_data_args "--seed ${seed} --preset ${preset} --offscreen_noise_prob ${offscreen_noise_prob}" \
-    --data_dir "data_${setting}" --dump_dir "dump_${setting}" --exp_dir "exp_${setting}" \
+    --local_data_args "--seed ${seed} --preset ${preset} --offscreen_noise_prob ${offscreen_noise_prob} --sounds ${sounds}" \
+    --data_dir "data_${name}" --dump_dir "dump_${name}" --exp_dir "exp_${name}" \
     --train_clip true \
     --clip_train_args "--max_steps ${clip_steps} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
@@ -63,5 +73,5 @@ fi
     --test_sets "${test_sets}" \
     --inference_model latest.pth \
     --score_backend fast \
-    --results_title "CLIPSep on the bridge world (${setting})" \
+    --results_title "CLIPSep on the bridge world (${name})" \
     "${args[@]}"

@@ -9,6 +9,8 @@
 #
 #   ./run.sh                     # default setting (about 30 minutes on 2 CPU cores)
 #   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD / SD, Griffin-Lim
+#   ./run.sh --sounds soundfont  # the same world with recorded instruments (FluidSynth + a GM SoundFont:
+#                                # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
 #   ./run.sh --world_dir DIR --data_stage 2   # your own world/data laid out like the bridge world
 #                                             # (stage 1 then skips the world generator)
 set -euo pipefail
@@ -19,6 +21,7 @@ seed=0
 # the world's off-screen noise: 30 % of the training videos carry wind or hum (the world the README's numbers
 # were measured on; clipsep1's default adds other classes' sounds and babble, for CLIPSep-NIT)
 offscreen_noise_prob=0.3
+sounds=synth      # the class sounds: synth (synthesised signatures) | soundfont (recorded instruments)
 
 args=()
 while [ $# -gt 0 ]; do
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
         --setting) setting=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
         --offscreen_noise_prob) offscreen_noise_prob=$2; shift 2 ;;
+        --sounds) sounds=$2; shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -40,12 +44,18 @@ case "${setting}" in
                   --vocoder_args "--num_iters_per_epoch 5 --max_epoch 1") ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
+# a world of recorded sounds has its own directories (world_default_soundfont, exp_default_soundfont, ...)
+case "${sounds}" in
+    synth) name=${setting} ;;
+    soundfont) name=${setting}_soundfont ;;
+    *) echo "$0: unknown --sounds ${sounds} (synth|soundfont)" >&2; exit 1 ;;
+esac
 
 ./clipsonic.sh \
-    --world_dir "world_${setting}" \
+    --world_dir "world_${name}" \
     --local_data_args "--seed ${seed} --preset ${preset} --offscreen_noise_prob ${offscreen_noise_prob}
-                       --offscreen_kinds wind,hum --offscreen_max_sources 1 --offscreen_snr_db 0,6" \
-    --data_dir "data_${setting}" --dump_dir "dump_${setting}" --exp_dir "exp_${setting}" \
+                       --offscreen_kinds wind,hum --offscreen_max_sources 1 --offscreen_snr_db 0,6 --sounds ${sounds}" \
+    --data_dir "data_${name}" --dump_dir "dump_${name}" --exp_dir "exp_${name}" \
     --train_clip true \
     --clip_train_args "--max_steps ${clip_steps} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
@@ -54,5 +64,5 @@ esac
     --image_config "${conf}/train_clipsonic_iq.yaml" \
     --text_config "${text_config}" \
     "${gen_opts[@]}" \
-    --results_title "CLIPSonic on the bridge world (${setting})" \
+    --results_title "CLIPSonic on the bridge world (${name})" \
     "${args[@]}"
