@@ -12,11 +12,16 @@ CLI::
     python -m espnet2_clip.bin.clipsep_inference --train_config exp/x/config.yaml \\
         --model_file exp/x/valid.loss.best.pth --mix_scp data/test/wav.scp \\
         --query_text data/test/text --output_dir exp/x/decode_text
+
+Several sets (e.g. each test set with text and with image queries) in one call, one model load: give
+``--decode_sets FILE`` whose lines each read ``--mix_scp LIST --output_dir DIR --query_text LIST``.
 """
 
 import argparse
+import dataclasses
 import functools
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -28,7 +33,7 @@ from tqdm import tqdm
 from typeguard import typechecked
 
 from espnet2_clip.query.embedder import QueryEmbedder, infer_query_kind
-from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, run_cli
+from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, add_query_list_arguments, run_cli
 from espnet2_clip.sep.build import build_clipsep_model
 from espnet2_clip.utils.chunking import overlap_add
 from espnet2_clip.utils.fileio import atomic_path, read_scp, write_scp
@@ -307,24 +312,73 @@ def _read_wave(path: str) -> tuple:
     return wave, fs
 
 
-def inference(args: argparse.Namespace) -> None:
-    """Separate every mixture of ``--mix_scp`` and write wavs + ``spk1.scp``."""
-    sep = TextQueriedSeparation(
-        args.train_config, args.model_file, device=args.device,
-        query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
-    )
-    mixtures = read_scp(args.mix_scp)
-    queries = QueryLists(args)
-    queries.check_covers(list(mixtures))
-    out_dir = Path(args.output_dir)
-    wav_dir = out_dir / "wav"
+class _DecodeSetParser(argparse.ArgumentParser):
+    """Parses one ``--decode_sets`` line; raises instead of exiting, so the error can name the line."""
+
+    def error(self, message: str):
+        raise ValueError(message)
+
+
+def _decode_set_parser() -> argparse.ArgumentParser:
+    parser = _DecodeSetParser(prog="decode set", add_help=False)
+    parser.add_argument("--mix_scp", required=True)
+    parser.add_argument("--output_dir", required=True)
+    add_query_list_arguments(parser, required=False)
+    return parser
+
+
+@dataclasses.dataclass
+class DecodeSet:
+    """One list of mixtures to separate: ``{uttid: wav}``, their queries and where the estimates go."""
+
+    mixtures: Dict[str, str]
+    queries: QueryLists
+    output_dir: Path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "DecodeSet":
+        mixtures = read_scp(args.mix_scp)
+        queries = QueryLists(args)
+        queries.check_covers(list(mixtures))
+        return cls(mixtures, queries, Path(args.output_dir))
+
+
+def decode_sets(args: argparse.Namespace) -> List[DecodeSet]:
+    """The sets of one call: ``--mix_scp`` / ``--output_dir`` / a query list, or one per ``--decode_sets``
+    line (each read and checked before any separation starts)."""
+    single = args.mix_scp is not None or args.output_dir is not None
+    if args.decode_sets is None:
+        if args.mix_scp is None or args.output_dir is None:
+            raise ValueError("give --mix_scp and --output_dir (one set), or --decode_sets (several)")
+        return [DecodeSet.from_args(args)]
+    if single or any(getattr(args, name) for name in ("query_text", "query_image", "query_embedding")):
+        raise ValueError("--decode_sets lists every set's --mix_scp, --output_dir and query list: "
+                         "give them on its lines, not on the command line")
+    parser = _decode_set_parser()
+    sets = []
+    lines = Path(args.decode_sets).read_text(encoding="utf-8").splitlines()
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            sets.append(DecodeSet.from_args(parser.parse_args(shlex.split(line))))
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"--decode_sets {args.decode_sets}, line {lineno}: {exc}") from None
+    if not sets:
+        raise ValueError(f"--decode_sets {args.decode_sets} lists no set")
+    return sets
+
+
+def separate_set(sep: "TextQueriedSeparation", decode: DecodeSet, output_length: str) -> None:
+    """Separate every mixture of ``decode``; write ``<output_dir>/wav/<uttid>_spk<i>.wav`` + ``spk<i>.scp``."""
+    wav_dir = decode.output_dir / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     num_outputs = sep.model.head.num_outputs
     scps = [dict() for _ in range(num_outputs)]
-    for key in tqdm(sorted(mixtures), desc="separate"):
-        wave, fs = _read_wave(mixtures[key])
-        kind, query = queries[key]
-        est = sep(wave, fs, query, output_length=args.output_length, query_kind=kind)
+    for key in tqdm(sorted(decode.mixtures), desc=f"separate -> {decode.output_dir}"):
+        wave, fs = _read_wave(decode.mixtures[key])
+        kind, query = decode.queries[key]
+        est = sep(wave, fs, query, output_length=output_length, query_kind=kind)
         est = est.reshape(num_outputs, -1)
         for i in range(num_outputs):
             path = wav_dir / f"{key}_spk{i + 1}.wav"
@@ -332,8 +386,19 @@ def inference(args: argparse.Namespace) -> None:
                 sf.write(tmp, est[i], fs, format="WAV", subtype="FLOAT")
             scps[i][key] = str(path.resolve())
     for i, scp in enumerate(scps):
-        write_scp(out_dir / f"spk{i + 1}.scp", scp)
-    logging.info(f"wrote {len(mixtures)} estimates to {out_dir}")
+        write_scp(decode.output_dir / f"spk{i + 1}.scp", scp)
+    logging.info(f"wrote {len(decode.mixtures)} estimates to {decode.output_dir}")
+
+
+def inference(args: argparse.Namespace) -> None:
+    """Load the model once and separate every set (:func:`decode_sets`)."""
+    sets = decode_sets(args)
+    sep = TextQueriedSeparation(
+        args.train_config, args.model_file, device=args.device,
+        query_encoder_conf=args.query_encoder_conf, text_prompt=args.text_prompt,
+    )
+    for decode in sets:
+        separate_set(sep, decode, args.output_length)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -341,8 +406,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train_config", required=True)
     parser.add_argument("--model_file", required=True)
-    parser.add_argument("--mix_scp", required=True, help="'uttid mixture.wav' list")
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--mix_scp", default=None, help="'uttid mixture.wav' list")
+    parser.add_argument("--output_dir", default=None)
+    parser.add_argument("--decode_sets", default=None,
+                        help="Several sets in one call (the model is loaded once): a file whose lines each hold "
+                        "one set's options, '--mix_scp LIST --output_dir DIR [--query_text|--query_image|"
+                        "--query_embedding LIST]' (instead of giving them on the command line)")
     parser.add_argument("--output_length", default="input", choices=OUTPUT_LENGTHS,
                         help="input: as long as the mixture; istft: the samples a length-free inverse STFT "
                         "reconstructs (65,280 of a 65,535-sample clip), as the official evaluation scores them")

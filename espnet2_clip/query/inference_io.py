@@ -11,15 +11,20 @@ from espnet2_clip.utils.cpu import flush_denormals
 from espnet2_clip.utils.fileio import read_scp, split_paths
 
 
-def add_query_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
-    """``--query_text`` | ``--query_image`` | ``--query_embedding`` (one of them) and the encoder options."""
-    from espnet2.utils.nested_dict_action import NestedDictAction
-
+def add_query_list_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """``--query_text`` | ``--query_image`` | ``--query_embedding``: one of them."""
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--query_text", help="'uttid query text' list (text queries)")
     group.add_argument("--query_image", help="'uttid image.png [image2.png ...]' list (image queries; "
                                              "several frames are averaged)")
     group.add_argument("--query_embedding", help="'uttid emb.npy' list (precomputed embeddings)")
+
+
+def add_query_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """The query list (:func:`add_query_list_arguments`) and the encoder options."""
+    from espnet2.utils.nested_dict_action import NestedDictAction
+
+    add_query_list_arguments(parser, required)
     parser.add_argument("--text_prompt", default=None, choices=["single", "ensemble", "none"],
                         help="Prompt templates of text queries (default: the training config's)")
     parser.add_argument("--query_encoder_conf", action=NestedDictAction, default=None,

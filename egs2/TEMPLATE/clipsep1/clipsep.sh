@@ -11,7 +11,8 @@
 #   6  format the test mixtures of every --test_sets entry
 #   7  train every model of --train_configs (ESPnet trainer)
 #   8  separate the test mixtures with text (and image) queries: exp/<tag>/decode_<query>/<test set>
-#      (--inference_nj jobs, each writing logdir/output.JOB; spk*.scp merged)
+#      (--inference_nj jobs, each loading the model once for all sets and writing their logdir/output.JOB;
+#      spk*.scp merged; logs in exp/<tag>/logdir/decode)
 #   9  score: BSS-eval v4 SDR/SIR/SAR, mean +- s.e., median
 #   10 RESULTS.md (table + figure)
 #   11 model card exp/<tag>/README.md (espnet2_clip.bin.model_card), then pack every model with it
@@ -209,6 +210,12 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         tag=$(model_tag "${config}")
         prompt_opts=()  # CLIP text queries take the recipe's prompts; other encoders keep their training form
         [ "$(encoder_of "${config}")" != clip ] || prompt_opts=(--text_prompt "${text_prompt}")
+        # one process per job for every test set and query kind (the model and ESPnet load once): job J
+        # separates part J of each set, listed as one line per set in logdir/decode_sets.J
+        logdir=${exp_dir}/${tag}/logdir/decode
+        mkdir -p "${logdir}"
+        rm -f "${logdir}"/decode_sets.*
+        decodes=() decode_jobs=() max_jobs=1
         for tset in "${test_dirs[@]}"; do
             while read -r kind query_opts; do
                 decode=${exp_dir}/${tag}/decode_${kind}/${tset}
@@ -216,14 +223,23 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
                 # --output_length istft: the estimate the official evaluation scores (65,280 of 65,535 samples)
                 split_dir=${decode}/logdir
                 jobs=$(split_list "${dump_dir}/${tset}/wav.scp" "${inference_nj}" "${split_dir}")
-                "${inference_run[@]}" JOB=1:"${jobs}" "${split_dir}/inference.JOB.log" ${python} -m espnet2_clip.bin.clipsep_inference \
-                    --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/${inference_model}" \
-                    --mix_scp "${split_dir}/keys.JOB" ${query_opts} "${prompt_opts[@]}" \
-                    --output_length istft --device "${inference_device}" --output_dir "${split_dir}/output.JOB" < /dev/null
-                for spk in $(cd "${split_dir}/output.1" && ls spk*.scp); do
-                    merge_scps "${decode}/${spk}" $(seq -f "${split_dir}/output.%g/${spk}" "${jobs}")
+                for job in $(seq "${jobs}"); do
+                    printf -- '--mix_scp %q --output_dir %q %s\n' "${split_dir}/keys.${job}" \
+                        "${split_dir}/output.${job}" "${query_opts}" >> "${logdir}/decode_sets.${job}"
                 done
+                decodes+=("${decode}") decode_jobs+=("${jobs}")
+                [ "${jobs}" -le "${max_jobs}" ] || max_jobs=${jobs}
             done < <(test_queries "${config}" "${tset}")
+        done
+        "${inference_run[@]}" JOB=1:"${max_jobs}" "${logdir}/inference.JOB.log" ${python} -m espnet2_clip.bin.clipsep_inference \
+            --train_config "${exp_dir}/${tag}/config.yaml" --model_file "${exp_dir}/${tag}/${inference_model}" \
+            --decode_sets "${logdir}/decode_sets.JOB" "${prompt_opts[@]}" \
+            --output_length istft --device "${inference_device}" < /dev/null
+        for i in "${!decodes[@]}"; do
+            decode=${decodes[i]}
+            for spk in $(cd "${decode}/logdir/output.1" && ls spk*.scp); do
+                merge_scps "${decode}/${spk}" $(seq -f "${decode}/logdir/output.%g/${spk}" "${decode_jobs[i]}")
+            done
         done
     done
 fi

@@ -123,6 +123,42 @@ def test_missing_query_is_a_clear_error(trained):
     assert not (root / "decode_bad" / "spk1.scp").exists()
 
 
+def test_decode_sets_in_one_call_equal_separate_calls(trained):
+    """--decode_sets: several sets (here: one with text queries, a subset with embedding queries) with one
+    model load give exactly the estimates of one call per set; a bad line is named before any work."""
+    from espnet2_clip.bin import clipsep_inference
+
+    root, exp = trained
+    test = root / "test"
+    test.mkdir(exist_ok=True)
+    write_test_mixtures(test)
+    (test / "wav_sub.scp").write_text("".join(line + "\n" for line in (test / "wav.scp").read_text().split("\n")[1:3]))
+    for key in ("m1", "m2"):
+        np.save(test / f"{key}_emb.npy", np.random.default_rng(int(key[1])).standard_normal(32).astype(np.float32))
+    (test / "emb.scp").write_text("".join(f"{k} {test / (k + '_emb.npy')}\n" for k in ("m1", "m2")))
+    model = ["--train_config", str(exp / "config.yaml"), "--model_file", str(exp / "valid.loss.best.pth")]
+    sets = [["--mix_scp", str(test / "wav.scp"), "--query_text", str(test / "text")],
+            ["--mix_scp", str(test / "wav_sub.scp"), "--query_embedding", str(test / "emb.scp")]]
+    for i, options in enumerate(sets):
+        clipsep_inference.main(model + options + ["--output_dir", str(root / f"one_{i}")])
+    (root / "sets").write_text("".join(" ".join(o + ["--output_dir", f"'{root / f'all {i}'}'"]) + "\n"
+                                       for i, o in enumerate(sets)))
+    clipsep_inference.main(model + ["--decode_sets", str(root / "sets")])
+    for i, keys in enumerate((["m0", "m1", "m2"], ["m1", "m2"])):
+        one = dict(line.split(maxsplit=1) for line in (root / f"one_{i}" / "spk1.scp").read_text().splitlines())
+        both = dict(line.split(maxsplit=1) for line in (root / f"all {i}" / "spk1.scp").read_text().splitlines())
+        assert sorted(one) == sorted(both) == keys
+        for key in keys:
+            np.testing.assert_array_equal(sf.read(one[key])[0], sf.read(both[key])[0])
+    (root / "bad_sets").write_text(" ".join(sets[0] + ["--output_dir", str(root / "bad_0")]) + "\n"
+                                   + " ".join(sets[1]) + "\n")
+    with pytest.raises(ValueError, match=r"bad_sets, line 2: .*--output_dir"):
+        clipsep_inference.main(model + ["--decode_sets", str(root / "bad_sets")])
+    assert not (root / "bad_0").exists()  # checked before the first set is separated
+    with pytest.raises(ValueError, match="not on the command line"):
+        clipsep_inference.main(model + ["--decode_sets", str(root / "sets"), "--query_text", str(test / "text")])
+
+
 def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_clip_dir):
     from espnet2.bin import pack
 
