@@ -114,7 +114,9 @@ def render(kind: str, rng: np.random.Generator, n: int, fs: int, soundfont: str 
                     + [(min(start + length, n), 0, key, 0) for start, length, key, _ in notes])
     synth = _fluidsynth().Synth(samplerate=float(fs), gain=0.5)
     try:
-        sfid = synth.sfload(check_soundfont(soundfont))
+        sfid = synth.sfload(soundfont)  # checked once by WorldConfig.validate (check_soundfont)
+        if sfid < 0:
+            raise RuntimeError(f"FluidSynth cannot load the SoundFont '{soundfont}': {_INSTALL}")
         synth.program_select(channel, sfid, 128 if inst.program is None else 0, inst.program or 0)
         pieces, now = [], 0
         for time, on, key, vel in events:  # note-offs sort before note-ons at the same time
