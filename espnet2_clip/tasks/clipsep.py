@@ -19,7 +19,6 @@ import torch
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.tasks.abs_task import AbsTask, IteratorOptions
 from espnet2.train.collate_fn import CommonCollateFn
-from espnet2.train.trainer import Trainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
@@ -38,6 +37,7 @@ from espnet2_clip.sep.espnet_model import ESPnetCLIPSepModel
 from espnet2_clip.sep.frontend import LogFreqSTFT
 from espnet2_clip.sep.preprocessor import CLIPSepPreprocessor
 from espnet2_clip.sep.unet import AudioUNet
+from espnet2_clip.tasks.checkpoints import Trainer
 
 # Seed of the fixed validation key order. Independent of --seed on purpose: runs with different
 # seeds are then validated (and their best checkpoints chosen) on the same mixtures.

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.collate_fn import CommonCollateFn
-from espnet2.train.trainer import Trainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
@@ -38,6 +37,7 @@ from espnet2_clip.sep.preprocessor import CLIPSepPreprocessor
 from espnet2_clip.t2a.espnet_model import ESPnetCLIPSonicModel, build_clipsonic_model
 from espnet2_clip.t2a.mel import MelFrontend
 from espnet2_clip.t2a.unet import DiffusionUNet
+from espnet2_clip.tasks.checkpoints import Trainer
 
 
 class CLIPSonicPreprocessor:

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from espnet2.tasks.abs_task import AbsTask, optim_classes
 from espnet2.train.collate_fn import CommonCollateFn
-from espnet2.train.gan_trainer import GANTrainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from typeguard import typechecked
@@ -26,6 +25,7 @@ from espnet2_clip.t2a.vocoder import (  # noqa: F401  (load_vocoder: also import
     build_vocoder_model,
     load_vocoder,
 )
+from espnet2_clip.tasks.checkpoints import GANTrainer
 
 
 class HiFiGANVocoderTask(AbsTask):

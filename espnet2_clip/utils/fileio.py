@@ -14,6 +14,7 @@ spaces, and is 3x slower (7.0 s vs 2.2 s for 200k lines: a type check per line).
 """
 
 import contextlib
+import logging
 import os
 import re
 import shlex
@@ -57,15 +58,16 @@ def is_stale_temp(name: str) -> bool:
     return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
 
 
-def remove_stale_temps(directory: PathLike) -> int:
-    """Delete the temporaries a killed writer left in ``directory`` (not recursive); returns how
-    many. Only for directories that one process writes at a time."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return 0
-    stale = [p for p in directory.iterdir() if is_stale_temp(p.name)]
+def remove_stale_temps(*directories: PathLike) -> int:
+    """Delete the temporaries a killed writer left in each of ``directories`` (not recursive);
+    returns how many. Only for directories that one process writes at a time (a stage's or a job's
+    own output directory), called before it writes anything."""
+    stale = [p for d in map(Path, directories) if d.is_dir() for p in d.iterdir() if is_stale_temp(p.name)]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if stale:
+        logging.getLogger(__name__).info(f"removed {len(stale)} temporaries of a killed run in "
+                                         f"{', '.join(sorted({str(p.parent) for p in stale}))}")
     return len(stale)
 
 

@@ -315,7 +315,8 @@ conf = yaml.safe_load(open(sys.argv[1])).get('query_encoder_conf') or {}; \
 [print(v) for v in conf.values() if isinstance(v, str) and os.path.isfile(v)]" "${exp_dir}/${tag}/config.yaml")
         ${python} -m espnet2.bin.pack enh --train_config "${exp_dir}/${tag}/config.yaml" \
             --model_file "${exp_dir}/${tag}/${inference_model}" "${options[@]}" \
-            --outpath "${exp_dir}/${tag}/packed_model.zip"
+            --outpath "${exp_dir}/${tag}/.packed_model.tmp.zip"  # moved into place whole: a killed pack is never uploaded
+        mv -f "${exp_dir}/${tag}/.packed_model.tmp.zip" "${exp_dir}/${tag}/packed_model.zip"
     done
 fi
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ] && [ "${skip_upload_hf}" = false ]; then

@@ -390,7 +390,8 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
         done
         ${python} -m espnet2.bin.pack tts --train_config "${exp_dir}/${tag}/config.yaml" \
             --model_file "${exp_dir}/${tag}/valid.loss.best.pth" "${options[@]}" \
-            --outpath "${exp_dir}/${tag}/packed_model.zip" < /dev/null
+            --outpath "${exp_dir}/${tag}/.packed_model.tmp.zip" < /dev/null  # moved into place whole
+        mv -f "${exp_dir}/${tag}/.packed_model.tmp.zip" "${exp_dir}/${tag}/packed_model.zip"
     done < <(models)
 fi
 

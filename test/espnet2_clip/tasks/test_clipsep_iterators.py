@@ -221,3 +221,19 @@ def test_resumed_training_reaches_the_state_of_an_uninterrupted_one(tmp_path, da
     assert changed == []
     first = torch.load(tmp_path / "resumed" / "1epoch.pth", map_location="cpu")
     assert any(not torch.equal(first[k], a[k]) for k in a)  # epoch 2 did train
+
+
+def test_resume_from_a_truncated_checkpoint_is_a_clear_error(tmp_path, data):
+    """A checkpoint.pth cut short (written by something other than our trainer, which saves atomically:
+    test_checkpoints.py) is named in one error, not a failure inside torch.load."""
+    from espnet2_clip.tasks.clipsep import CLIPSepTask
+
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    exp = tmp_path / "exp"
+    cmd = ["--config", str(tmp_path / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"] + data_args(*data)
+    CLIPSepTask.main(cmd=cmd + ["--max_epoch", "1"])
+    checkpoint = exp / "checkpoint.pth"
+    assert not [p.name for p in exp.iterdir() if p.name.startswith(".")]  # no temporaries left
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"checkpoint.pth is not a complete checkpoint .* delete it"):
+        CLIPSepTask.main(cmd=cmd + ["--max_epoch", "2", "--resume", "true"])
