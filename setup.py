@@ -35,7 +35,7 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7,<8.4", "pytest-timeout", "selenium==4.51.0"],
+        "test": ["pytest>=7,<8.4", "pytest-timeout", "pytest-xdist==3.8.0", "selenium==4.51.0"],
         # the bridge world's recorded sounds (make_bridge_world --sounds soundfont); also needs the system's
         # FluidSynth library and a General MIDI SoundFont: apt-get install libfluidsynth3 timgm6mb-soundfont
         "recorded": ["pyfluidsynth==1.4.0"],

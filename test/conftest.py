@@ -15,12 +15,22 @@ def pytest_configure(config):
     nltk resources when it cannot find them. Empty stand-ins satisfy the lookup; our code never
     uses them. Set in the environment, so subprocesses (CLI and recipe tests) inherit it."""
     global _NLTK_DIR
+    _share_cores_between_workers()
     _NLTK_DIR = tempfile.mkdtemp(prefix="espnet2_clip_nltk_")
     for resource in ("taggers/averaged_perceptron_tagger_eng.zip", "corpora/cmudict.zip"):
         path = os.path.join(_NLTK_DIR, resource)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         zipfile.ZipFile(path, "w").close()
     os.environ["NLTK_DATA"] = _NLTK_DIR
+
+
+def _share_cores_between_workers():
+    """Under pytest-xdist (``-n N``), each worker and the recipes it starts get cores/N threads: N workers
+    of torch's default (all cores each) would oversubscribe the machine, and OpenMP's spinning waits then
+    make small ops many times slower. Set before torch is imported; inherited by subprocesses."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_unconfigure(config):

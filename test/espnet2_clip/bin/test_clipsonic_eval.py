@@ -314,7 +314,10 @@ def test_sweep_in_one_pass_and_parts_equal_separate_runs(untrained, tmp_path):
         assert sorted(parts) == ["q0", "q1", "q2"]
         for key, wave in alone[w].items():
             assert wave.shape == (4095,) and np.abs(wave).max() > 0
-            np.testing.assert_allclose(parts[key], wave, rtol=0, atol=1e-4 * np.abs(wave).max())  # batch rounding, through Griffin-Lim
+            # batch rounding, amplified by Griffin-Lim (it differs with the thread count: 1.2e-4 of the peak on one)
+            np.testing.assert_allclose(parts[key], wave, rtol=0, atol=1e-3 * np.abs(wave).max())
+        # ... far below what tells two queries apart
+        assert np.abs(parts["q0"] - alone[w]["q1"]).max() > 0.1 * np.abs(alone[w]["q1"]).max()
     assert np.abs(alone["1"]["q0"] - alone["2.5"]["q0"]).max() > 1e-3  # the scale matters
 
 
