@@ -30,6 +30,41 @@ def write_clips(root: Path, num: int = 8, seconds: float = 3.0, bursts: bool = T
     (root / "query.scp").write_text("".join(query))
 
 
+def tiny_clipsep_config(tiny_clip_dir: Path, clip_samples: int, **overrides) -> dict:
+    """A CLIPSep of a few thousand weights (5-level U-Net, 4 channels) queried by the tiny CLIP's 32-d
+    embeddings, trained one epoch of batch 4; ``overrides`` replace or add top-level keys."""
+    config = {
+        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+        "query": "embedding", "query_conf": {"input_dim": 32}, "query_encoder": "clip",
+        "query_encoder_conf": {"model_name": str(tiny_clip_dir / "open_clip_config.json"),
+                               "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors")},
+        "clip_samples": clip_samples, "batch_size": 4, "max_epoch": 1, "num_workers": 0, "seed": 0,
+        "optim": "adam", "optim_conf": {"lr": 0.001},
+    }
+    config.update(overrides)
+    return config
+
+
+def train_clipsep(root: Path, data: Path, config: dict, queries: bool = True) -> Path:
+    """Train ``config`` with ``clipsep_train`` on the clips of :func:`write_clips` in ``data`` (train and
+    valid alike; ``queries``: with their ``query.scp``); returns the experiment dir ``root/exp``."""
+    import yaml
+
+    from espnet2_clip.bin import clipsep_train
+
+    (root / "train.yaml").write_text(yaml.safe_dump(config))
+    data_args = []
+    for mode in ("train", "valid"):
+        data_args += [f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech_ref1,sound",
+                      f"--{mode}_shape_file", f"{data}/wav.scp"]
+        if queries:
+            data_args += [f"--{mode}_data_path_and_name_and_type", f"{data}/query.scp,query,npy"]
+    clipsep_train.main(["--config", str(root / "train.yaml"), "--output_dir", str(root / "exp"), "--ngpu", "0"]
+                       + data_args)
+    return root / "exp"
+
+
 def markdown_table(text: str, header_start: str = "| System") -> Tuple[List[str], Dict[str, List[str]]]:
     """The first markdown table of ``text`` whose header line starts with ``header_start``:
     ``(header cells, {first cell of a row: its other cells})``."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from shared_helpers import write_clips
+from shared_helpers import tiny_clipsep_config, train_clipsep, write_clips
 
 SR = 16000
 CLIP = 4095  # 64 STFT frames with hop 64
@@ -27,28 +27,10 @@ def data(tmp_path_factory):
 
 
 def train(root, data, tiny_clip_dir, backbone_conf, max_epoch=2):
-    from espnet2_clip.bin import clipsep_train
-
-    config = {
-        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
-        "backbone": "espnet_separator",
-        "backbone_conf": backbone_conf,
-        "head": "query", "query": "embedding", "query_conf": {"input_dim": 32},
-        "query_encoder": "clip",
-        "query_encoder_conf": {"model_name": str(tiny_clip_dir / "open_clip_config.json"),
-                               "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors")},
-        "clip_samples": CLIP, "batch_size": 4, "max_epoch": max_epoch, "num_workers": 0, "seed": 0,
-        "optim": "adam", "optim_conf": {"lr": 0.003},
-    }
-    (root / "train.yaml").write_text(yaml.safe_dump(config))
-    exp = root / "exp"
-    data_args = []
-    for mode in ("train", "valid"):
-        data_args += [f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech_ref1,sound",
-                      f"--{mode}_data_path_and_name_and_type", f"{data}/query.scp,query,npy",
-                      f"--{mode}_shape_file", f"{data}/wav.scp"]
-    clipsep_train.main(["--config", str(root / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"] + data_args)
-    return exp
+    config = tiny_clipsep_config(tiny_clip_dir, CLIP, backbone="espnet_separator", backbone_conf=backbone_conf,
+                                 head="query", max_epoch=max_epoch, optim_conf={"lr": 0.003})
+    del config["unet_conf"]
+    return train_clipsep(root, data, config)
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from shared_helpers import write_clips
+from shared_helpers import tiny_clipsep_config, train_clipsep, write_clips
 
 SR = 16000
 CLIP = 4095  # 64 STFT frames with hop 64
@@ -30,42 +30,11 @@ def write_test_mixtures(root, num=3):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_clip_dir):
-    from espnet2_clip.bin import clipsep_train
-
     root = tmp_path_factory.mktemp("clipsep")
     data = root / "data"
     data.mkdir()
     write_clips(data)
-    config = {
-        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
-        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
-        "head": "nit",
-        "query": "embedding",
-        "query_conf": {"input_dim": 32},
-        "query_encoder": "clip",
-        "query_encoder_conf": {
-            "model_name": str(tiny_clip_dir / "open_clip_config.json"),
-            "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors"),
-        },
-        "clip_samples": CLIP,
-        "batch_size": 4,
-        "max_epoch": 1,
-        "num_workers": 0,
-        "seed": 0,
-        "optim": "adam",
-        "optim_conf": {"lr": 0.001},
-    }
-    (root / "train.yaml").write_text(yaml.safe_dump(config))
-    exp = root / "exp"
-    data_args = []
-    for mode in ("train", "valid"):
-        data_args += [
-            f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech_ref1,sound",
-            f"--{mode}_data_path_and_name_and_type", f"{data}/query.scp,query,npy",
-            f"--{mode}_shape_file", f"{data}/wav.scp",
-        ]
-    clipsep_train.main(["--config", str(root / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"] + data_args)
-    return root, exp
+    return root, train_clipsep(root, data, tiny_clipsep_config(tiny_clip_dir, CLIP, head="nit"))
 
 
 def test_training_writes_checkpoints_and_config(trained):
@@ -194,25 +163,16 @@ def test_pack_unpack_offline_and_reload_identical(trained, monkeypatch, tiny_cli
 
 def test_pit_without_query_separates_into_complements_and_is_oracle_scored(tmp_path):
     """PIT: trained without queries; inference writes head 0 and its complement; oracle scoring."""
-    from espnet2_clip.bin import clipsep_inference, clipsep_scoring, clipsep_train
+    from espnet2_clip.bin import clipsep_inference, clipsep_scoring
 
     data = tmp_path / "data"
     data.mkdir()
     write_clips(data, num=4)
-    config = {
-        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
-        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
-        "head": "pit", "train_query": "none", "clip_samples": CLIP, "batch_size": 4, "max_epoch": 1,
-        "num_workers": 0, "seed": 0,
-    }
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
-    exp = tmp_path / "exp"
-    data_args = []
-    for mode in ("train", "valid"):
-        data_args += [f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech_ref1,sound",
-                      f"--{mode}_shape_file", f"{data}/wav.scp"]
-    clipsep_train.main(["--config", str(tmp_path / "train.yaml"), "--output_dir", str(exp), "--ngpu", "0"]
-                       + data_args)
+    config = {"frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
+              "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
+              "head": "pit", "train_query": "none", "clip_samples": CLIP, "batch_size": 4, "max_epoch": 1,
+              "num_workers": 0, "seed": 0}
+    exp = train_clipsep(tmp_path, data, config, queries=False)
     test = tmp_path / "test"
     test.mkdir()
     write_test_mixtures(test, num=2)

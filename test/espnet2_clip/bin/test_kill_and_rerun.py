@@ -22,15 +22,14 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 from PIL import Image
-from shared_helpers import write_clips
+from shared_helpers import tiny_clipsep_config, train_clipsep, write_clips
 
 from espnet2_clip.utils.fileio import is_stale_temp
 
@@ -156,28 +155,34 @@ def test_stage5_frame_embeddings(tmp_path, tiny_clip_dir):
     assert finished  # killed mid-way: some embeddings were done
 
 
-def _test_set(root: Path, num: int, fs: int) -> Path:
-    """A test set whose files are 22.05-kHz stereo (so stage 6 rewrites every one)."""
-    rng = np.random.default_rng(1)
-    data = root / "test"
-    (data / "audio").mkdir(parents=True)
+def _test_set(root: Path, sources: List[Tuple[np.ndarray, np.ndarray]], fs: int) -> Path:
+    """A test set in ``root`` (wav.scp, spk1.scp, spk2.scp, text) of the mixtures of ``sources`` pairs."""
     tables: Dict[str, List[str]] = {"wav.scp": [], "spk1.scp": [], "spk2.scp": [], "text": []}
-    for i in range(num):
-        s1, s2 = 0.1 * rng.standard_normal((2, fs, 2))
+    (root / "audio").mkdir(parents=True)
+    for i, (s1, s2) in enumerate(sources):
         for name, x in (("spk1", s1), ("spk2", s2), ("wav", s1 + s2)):
-            path = data / "audio" / f"m{i:02d}_{name}.wav"
+            path = root / "audio" / f"m{i:02d}_{name}.wav"
             sf.write(path, x.astype(np.float32), fs, subtype="FLOAT")
             tables[f"{name}.scp"].append(f"m{i:02d} {path}\n")
         tables["text"].append(f"m{i:02d} a sound\n")
     for name, lines in tables.items():
-        (data / name).write_text("".join(lines))
-    return data
+        (root / name).write_text("".join(lines))
+    return root
+
+
+def _mixtures(root: Path, num: int) -> Path:
+    """Tones in noise at 16 kHz, two clips long."""
+    rng = np.random.default_rng(2)
+    t = np.arange(2 * CLIP) / SR
+    return _test_set(root, [(0.2 * np.sin(2 * np.pi * (300 + 20 * i) * t), 0.1 * rng.standard_normal(2 * CLIP))
+                            for i in range(num)], SR)
 
 
 def test_stage6_test_set_formatting(tmp_path):
     from espnet2_clip.bin.format_test_set import main
 
-    data = _test_set(tmp_path / "in", 30, 22050)
+    rng = np.random.default_rng(1)  # 22.05-kHz stereo: stage 6 rewrites every file
+    data = _test_set(tmp_path / "in", [tuple(0.1 * rng.standard_normal((2, 22050, 2))) for _ in range(30)], 22050)
 
     def argv(out: Path) -> List[str]:
         return ["--data_dir", str(data), "--output_dir", str(out)]
@@ -189,48 +194,11 @@ def test_stage6_test_set_formatting(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_separator(tmp_path_factory, tiny_clip_dir):
-    """A CLIPSep of a few thousand weights after one epoch (the recipe's config.yaml + model file)."""
-    from espnet2_clip.bin import clipsep_train
-
+    """A tiny CLIPSep after one epoch (the recipe's config.yaml + model file)."""
     root = tmp_path_factory.mktemp("kill_sep")
-    data = root / "data"
-    data.mkdir()
-    write_clips(data, num=4)
-    config = {
-        "frontend_conf": {"n_fft": 256, "hop_length": 64, "num_warped_bins": 64},
-        "unet_conf": {"num_downs": 5, "base_channels": 4, "out_channels": 4},
-        "query": "embedding", "query_conf": {"input_dim": 32}, "query_encoder": "clip",
-        "query_encoder_conf": {"model_name": str(tiny_clip_dir / "open_clip_config.json"),
-                               "pretrained": str(tiny_clip_dir / "open_clip_model.safetensors")},
-        "clip_samples": CLIP, "batch_size": 4, "max_epoch": 1, "num_workers": 0, "seed": 0,
-        "optim": "adam", "optim_conf": {"lr": 0.001},
-    }
-    (root / "train.yaml").write_text(yaml.safe_dump(config))
-    data_args = []
-    for mode in ("train", "valid"):
-        data_args += [f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech_ref1,sound",
-                      f"--{mode}_data_path_and_name_and_type", f"{data}/query.scp,query,npy",
-                      f"--{mode}_shape_file", f"{data}/wav.scp"]
-    clipsep_train.main(["--config", str(root / "train.yaml"), "--output_dir", str(root / "exp"), "--ngpu", "0"]
-                       + data_args)
-    return root / "exp"
-
-
-def _mixtures(root: Path, num: int) -> Path:
-    rng = np.random.default_rng(2)
-    tables: Dict[str, List[str]] = {"wav.scp": [], "spk1.scp": [], "spk2.scp": [], "text": []}
-    (root / "audio").mkdir(parents=True)
-    for i in range(num):
-        s1 = 0.2 * np.sin(2 * np.pi * (300 + 20 * i) * np.arange(2 * CLIP) / SR)
-        s2 = 0.1 * rng.standard_normal(2 * CLIP)
-        for name, x in (("spk1", s1), ("spk2", s2), ("wav", s1 + s2)):
-            path = root / "audio" / f"m{i:02d}_{name}.wav"
-            sf.write(path, x.astype(np.float32), SR, subtype="FLOAT")
-            tables[f"{name}.scp"].append(f"m{i:02d} {path}\n")
-        tables["text"].append(f"m{i:02d} a tone\n")
-    for name, lines in tables.items():
-        (root / name).write_text("".join(lines))
-    return root
+    (root / "data").mkdir()
+    write_clips(root / "data", num=4)
+    return train_clipsep(root, root / "data", tiny_clipsep_config(tiny_clip_dir, CLIP))
 
 
 def test_stage8_separation(tmp_path, tiny_separator):
