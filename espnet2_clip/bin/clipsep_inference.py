@@ -36,7 +36,7 @@ from espnet2_clip.query.embedder import QueryEmbedder, infer_query_kind
 from espnet2_clip.query.inference_io import QueryLists, add_query_arguments, add_query_list_arguments, run_cli
 from espnet2_clip.sep.build import build_clipsep_model
 from espnet2_clip.utils.chunking import overlap_add
-from espnet2_clip.utils.fileio import atomic_path, read_scp, remove_stale_temps, write_scp
+from espnet2_clip.utils.fileio import OWN_OUTPUT_DIR_HELP, atomic_path, read_scp, remove_stale_temps, write_scp
 from espnet2_clip.utils.model_files import load_trained_model
 from espnet2_clip.utils.precision import set_backbone_precision
 
@@ -408,7 +408,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_config", required=True)
     parser.add_argument("--model_file", required=True)
     parser.add_argument("--mix_scp", default=None, help="'uttid mixture.wav' list")
-    parser.add_argument("--output_dir", default=None, help="this call's own directory: temporaries a killed run left in it are removed")
+    parser.add_argument("--output_dir", default=None, help=OWN_OUTPUT_DIR_HELP)
     parser.add_argument("--decode_sets", default=None,
                         help="Several sets in one call (the model is loaded once): a file whose lines each hold "
                         "one set's options, '--mix_scp LIST --output_dir DIR [--query_text|--query_image|"

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from espnet2_clip.metrics.sdr import BACKENDS, BSSResult, target_sdr_sir_sar
 from espnet2_clip.metrics.stats import result_markdown, summarize_scores
-from espnet2_clip.utils.fileio import read_scp, remove_stale_temps, write_scp, write_text_atomic
+from espnet2_clip.utils.fileio import OWN_OUTPUT_DIR_HELP, read_scp, remove_stale_temps, write_scp, write_text_atomic
 
 PROTOCOL = (
     "estimate clipped to [-1, 1]; references and mixture truncated to the estimate length "
@@ -217,7 +217,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix_scp", required=True, help="mixtures (wav.scp)")
     p.add_argument("--est_scp", required=True, nargs="+",
                    help="separated targets (<inference_dir>/spk1.scp); several lists: oracle selection (PIT)")
-    p.add_argument("--output_dir", required=True, help="this call's own directory: temporaries a killed run left in it are removed")
+    p.add_argument("--output_dir", required=True, help=OWN_OUTPUT_DIR_HELP)
     p.add_argument("--backend", choices=BACKENDS, default="museval",
                    help="museval: the paper's call; fast: same numbers, about 2-3x faster")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes")

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from espnet2_clip.utils.cli import OUTPUT_DIR_ALIASES, parse_args
-from espnet2_clip.utils.fileio import atomic_path, read_scp, remove_stale_temps, write_scp
+from espnet2_clip.utils.fileio import OWN_OUTPUT_DIR_HELP, atomic_path, read_scp, remove_stale_temps, write_scp
 
 AUDIO = ("wav.scp", "spk1.scp", "spk2.scp")
 OTHER = ("text", "query_image.scp", "label")
@@ -87,7 +87,7 @@ def get_parser() -> argparse.ArgumentParser:
     """Argument parser of the CLI."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", required=True, type=Path)
-    parser.add_argument("--output_dir", required=True, type=Path, help="this call's own directory: temporaries a killed run left in it are removed")
+    parser.add_argument("--output_dir", required=True, type=Path, help=OWN_OUTPUT_DIR_HELP)
     parser.add_argument("--fs", type=int, default=16000)
     return parser
 

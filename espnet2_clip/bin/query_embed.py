@@ -40,7 +40,7 @@ import yaml
 from tqdm import tqdm
 
 from espnet2_clip.utils.cli import CLIP_ENCODER_ALIASES, parse_args
-from espnet2_clip.utils.fileio import atomic_path, read_scp, remove_stale_temps, write_scp, write_text_atomic
+from espnet2_clip.utils.fileio import OWN_OUTPUT_DIR_HELP, atomic_path, read_scp, remove_stale_temps, write_scp, write_text_atomic
 
 logger = logging.getLogger("espnet2_clip.query_embed")
 
@@ -115,7 +115,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", required=True, choices=["frames", "image", "text"])
     p.add_argument("--input_scp", required=True,
                    help="frames: 'uttid frame_dir'; image: 'uttid path'; text: 'uttid query text'")
-    p.add_argument("--output_dir", required=True, help="this call's own directory: temporaries a killed run left in it are removed")
+    p.add_argument("--output_dir", required=True, help=OWN_OUTPUT_DIR_HELP)
     p.add_argument("--output_scp", default=None, help="default <output_dir>/<mode>_embed.scp")
     p.add_argument("--train_config", default=None,
                    help="take the query encoder, its options and text_prompt from this training config")

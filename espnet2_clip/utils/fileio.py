@@ -58,6 +58,10 @@ def is_stale_temp(name: str) -> bool:
     return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
 
 
+# --output_dir help of the CLIs that call remove_stale_temps on it
+OWN_OUTPUT_DIR_HELP = "this call's own directory: temporaries a killed run left in it are removed"
+
+
 def remove_stale_temps(*directories: PathLike) -> int:
     """Delete the temporaries a killed writer left in each of ``directories`` (not recursive);
     returns how many. Only for directories that one process writes at a time (a stage's or a job's
