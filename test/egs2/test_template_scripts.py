@@ -210,6 +210,64 @@ inference_nj=0
     assert proc.returncode == 1 and "--inference_nj must be an integer >= 1, got '0'" in proc.stderr
 
 
+def _run_at_once(tmp_path: Path, n: str, args: str, env_threads: str = "") -> subprocess.CompletedProcess:
+    """``run_at_once N job ARGS`` with a job that records how many jobs run beside it and its threads;
+    job ``bad`` fails."""
+    script = f"""
+set -euo pipefail
+python=python3 train_cmd="" train_clip=false exp_dir={tmp_path}/exp train_nj={n}
+. {SCRIPTS}/template_common.sh
+job() {{
+    touch {tmp_path}/running.$1
+    echo "$1 $(ls {tmp_path} | grep -c '^running\\.') ${{OMP_NUM_THREADS:-unset}}" >> {tmp_path}/seen
+    sleep 0.3
+    rm {tmp_path}/running.$1
+    [ "$1" != bad ]
+}}
+run_at_once "${{train_nj}}" job {args}
+"""
+    env = {"PATH": "/usr/bin:/bin"}
+    if env_threads:
+        env["OMP_NUM_THREADS"] = env_threads
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    return proc
+
+
+def _seen(tmp_path: Path) -> list:
+    lines = [line.split() for line in (tmp_path / "seen").read_text().splitlines()]
+    (tmp_path / "seen").unlink()
+    return lines
+
+
+def test_run_at_once_runs_n_jobs_at_a_time_with_their_share_of_threads(tmp_path):
+    """Stage 7's ``--train_nj``: every job runs, never more than N at once, each with nproc / N threads
+    (unless OMP_NUM_THREADS is set); a failing job fails the whole after the others have run; N = 1 runs
+    them one after another and stops at the first failure, as before; a bad N is one error line."""
+    nproc = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+    proc = _run_at_once(tmp_path, "2", "a b c d e")
+    assert proc.returncode == 0, proc.stderr
+    seen = _seen(tmp_path)
+    assert sorted(name for name, _, _ in seen) == ["a", "b", "c", "d", "e"]
+    assert max(int(at_once) for _, at_once, _ in seen) == 2
+    assert {threads for _, _, threads in seen} == {str(max(1, nproc // 2))}
+
+    assert _run_at_once(tmp_path, "3", "a b", env_threads="5").returncode == 0
+    assert {threads for _, _, threads in _seen(tmp_path)} == {"5"}
+
+    proc = _run_at_once(tmp_path, "2", "a bad c d")
+    assert proc.returncode == 1
+    assert "error: 1 of 4 runs of job failed" in proc.stderr
+    assert sorted(name for name, _, _ in _seen(tmp_path)) == ["a", "bad", "c", "d"]
+
+    proc = _run_at_once(tmp_path, "1", "a b bad c")
+    assert proc.returncode == 1
+    assert [(name, at_once, threads) for name, at_once, threads in _seen(tmp_path)] == [
+        ("a", "1", "unset"), ("b", "1", "unset"), ("bad", "1", "unset")]
+
+    proc = _run_at_once(tmp_path, "two", "a")
+    assert proc.returncode == 1 and "--train_nj must be an integer >= 1, got 'two'" in proc.stderr
+
+
 def _read_only_command(directory: Path, argv: list) -> list:
     """``argv`` run with ``directory`` read-only: for root (whom permission bits do not stop) under a
     private read-only bind mount, otherwise with the directory's write bits cleared."""

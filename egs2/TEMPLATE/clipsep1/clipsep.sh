@@ -9,7 +9,7 @@
 #   4  train a small CLIP on the captioned images only (if --train_clip true)
 #   5  CLIP image embeddings of the frames (--inference_nj jobs); text embeddings / label ids of the labels
 #   6  format the test mixtures of every --test_sets entry
-#   7  train every model of --train_configs (ESPnet trainer)
+#   7  train every model of --train_configs (ESPnet trainer; --train_nj of them at once)
 #   8  separate the test mixtures with text (and image) queries: exp/<tag>/decode_<query>/<test set>
 #      (--inference_nj jobs, each loading the model once for all sets and writing their logdir/output.JOB;
 #      spk*.scp merged; logs in exp/<tag>/logdir/decode)
@@ -53,6 +53,8 @@ frame_size=224        # frames are resized/cropped to this size at stage 3
 # Models
 train_configs=""      # training configs (one exp/<tag> each, tag = file name minus train_)
 train_args=""         # extra options of espnet2_clip.bin.clipsep_train
+train_nj=1            # models of --train_configs trained at once (unless OMP_NUM_THREADS is set, each on nproc / train_nj
+                      # CPU threads: small CPU batches use a core better alone than spread over several)
 inference_model=valid.loss.best.pth  # checkpoint used for inference and packing (e.g. latest.pth)
 text_prompt=single    # text queries at inference: single ("a photo of {}") or ensemble
 image_queries=true    # also evaluate with image queries where the test set has them
@@ -71,7 +73,7 @@ demo_examples=4       # mixtures per test set on ${exp_dir}/demo/index.html (0: 
 
 _option_names="stage stop_stage nj ngpu gpu_inference inference_nj inference_cmd num_nodes python world_dir data_dir dump_dir exp_dir
 train_cmd local_data_args test_sets train_clip clip_train_args clip_model clip_pretrained frame_size train_configs
-train_args inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name
+train_args train_nj inference_model text_prompt image_queries score_backend results_title paper_results skip_upload_hf hf_repo corpus_name
 model_license demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
@@ -159,33 +161,35 @@ query_data() {  # query_data SET TRAIN_QUERY TAG
     esac
 }
 
-if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-    for config in ${train_configs}; do
-        tag=$(model_tag "${config}")
-        train_query=$(config_value "${config}" train_query image)
-        log "Stage 7: train ${tag} (${config}, queries: ${train_query}) -> ${exp_dir}/${tag}"
-        data_opts=()
-        for mode in train valid; do
-            # wav.scp as ESPnet's "text" type: the preprocessor gets each path and reads only the crop
-            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,text"
-                        --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
-            q=$(query_data "${mode}" "${train_query}" "${tag}")
-            [ -z "${q}" ] && continue
-            if [ ! -f "${q%%,*}" ]; then
-                log "error: ${tag} trains on ${train_query} queries, but stage 5 made no ${q%%,*} (see its log above)"
-                exit 1
-            fi
-            data_opts+=(--${mode}_data_path_and_name_and_type "${q}")
-        done
-        set_encoder_opts "${config}"
-        extra=("${encoder_opts[@]}")
-        if [ "${train_query}" = label ]; then  # the label table: queried by label text after packing
-            extra=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")" --query_encoder label
-                   --query_encoder_conf "{vocab: ${dump_dir}/label_vocab}")
+train_model() {  # train_model CONFIG: stage 7 for one model
+    local config=$1 tag train_query data_opts mode q extra
+    tag=$(model_tag "${config}")
+    train_query=$(config_value "${config}" train_query image)
+    log "Stage 7: train ${tag} (${config}, queries: ${train_query}) -> ${exp_dir}/${tag}"
+    data_opts=()
+    for mode in train valid; do
+        # wav.scp as ESPnet's "text" type: the preprocessor gets each path and reads only the crop
+        data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech_ref1,text"
+                    --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
+        q=$(query_data "${mode}" "${train_query}" "${tag}")
+        [ -z "${q}" ] && continue
+        if [ ! -f "${q%%,*}" ]; then
+            log "error: ${tag} trains on ${train_query} queries, but stage 5 made no ${q%%,*} (see its log above)"
+            exit 1
         fi
-        launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsep_train \
-            --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args}
+        data_opts+=(--${mode}_data_path_and_name_and_type "${q}")
     done
+    set_encoder_opts "${config}"
+    extra=("${encoder_opts[@]}")
+    if [ "${train_query}" = label ]; then  # the label table: queried by label text after packing
+        extra=(--query_conf "num_labels=$(wc -l < "${dump_dir}/label_vocab")" --query_encoder label
+               --query_encoder_conf "{vocab: ${dump_dir}/label_vocab}")
+    fi
+    launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsep_train \
+        --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args}
+}
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    run_at_once "${train_nj}" train_model ${train_configs}
 fi
 
 # The test queries a model is evaluated with on a test set: "kind option file" lines.

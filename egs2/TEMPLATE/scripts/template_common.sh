@@ -13,6 +13,37 @@ case "${gpu_inference:-false}" in  # the --device of every inference stage that 
 esac
 
 [[ "${inference_nj}" =~ ^[1-9][0-9]*$ ]] || { echo "error: --inference_nj must be an integer >= 1, got '${inference_nj}'" >&2; exit 1; }
+train_nj=${train_nj:-1}
+[[ "${train_nj}" =~ ^[1-9][0-9]*$ ]] || { echo "error: --train_nj must be an integer >= 1, got '${train_nj}'" >&2; exit 1; }
+
+# run_at_once N FUNCTION ARG...: FUNCTION ARG for every ARG, N at a time in the background (N = 1: one
+# after another, in this shell). Unless OMP_NUM_THREADS is set, each gets nproc / N CPU threads (at least
+# 1), as run_local.sh gives parallel jobs. Fails after all have ended if any failed.
+run_at_once() {
+    local n=$1 fn=$2 arg pid pids=() alive failed=0 threads
+    shift 2
+    if [ "${n}" -le 1 ]; then
+        for arg in "$@"; do "${fn}" "${arg}"; done
+        return
+    fi
+    threads=${OMP_NUM_THREADS:-$(( $(nproc) / n ))}
+    [ "${threads}" -ge 1 ] || threads=1
+    for arg in "$@"; do
+        while :; do  # a free slot (`wait -n` can miss a job that ended earlier: poll instead)
+            alive=0
+            for pid in "${pids[@]}"; do ! kill -0 "${pid}" 2> /dev/null || alive=$(( alive + 1 )); done
+            [ ${alive} -ge "${n}" ] || break
+            sleep 1
+        done
+        ( export OMP_NUM_THREADS=${threads}; "${fn}" "${arg}" ) &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "${pid}" || failed=$(( failed + 1 )); done
+    if [ ${failed} -gt 0 ]; then
+        echo "$(date +%FT%T) error: ${failed} of $# runs of ${fn} failed (see their logs above)" >&2
+        return 1
+    fi
+}
 
 # split_list LIST N DIR: LIST's lines (sorted by id) in K = min(N, lines) contiguous parts DIR/keys.1..K
 # (older parts removed); prints K. The inference stages run one job per part (run_local.sh JOB=1:K).

@@ -3,7 +3,7 @@
 # trained on captioned images only, CLIPSep trained on the videos with image queries, and
 # evaluation with TEXT queries. Prints the RESULTS.md table.
 #
-#   ./run.sh                          # default world (about 24 min on 2 CPU cores)
+#   ./run.sh                          # default world (about 20 min on 2 CPU cores)
 #   ./run.sh --setting ci             # tiny CI setting (a few minutes)
 #   ./run.sh --sounds soundfont       # the same world with recorded instruments (FluidSynth + a GM SoundFont:
 #                                     # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
@@ -34,12 +34,12 @@ while [ $# -gt 0 ]; do
 done
 
 case "${setting}" in
-    default)
-        preset=default; clip_steps=150
-        configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml conf/train_clipsep_text.yaml conf/train_labelsep.yaml"
-        configs+=" conf/train_clipsep_dprnn.yaml" ;;  # CLIPSep with ESPnet's DPRNN separator as the backbone
+    default)  # two models trained at once (on 2 cores: a thread each; small batches use a core better alone)
+        preset=default; clip_steps=150; train_nj=2
+        configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml conf/train_clipsep_text.yaml conf/train_labelsep.yaml" ;;
+        # --train_configs "... conf/train_clipsep_dprnn.yaml" adds CLIPSep on ESPnet's DPRNN separator (slower than the U-Net)
     ci)  # CLIPSep and CLIPSep-NIT only, small models: a few minutes
-        preset=ci; clip_steps=60
+        preset=ci; clip_steps=60; train_nj=1
         configs="conf/ci/train_clipsep.yaml conf/ci/train_clipsep_nit.yaml" ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
@@ -70,6 +70,7 @@ fi
     --frame_size 64 \
     --train_configs "${configs}" \
     --train_args "--seed ${seed}" \
+    --train_nj "${train_nj}" \
     --test_sets "${test_sets}" \
     --inference_model latest.pth \
     --score_backend fast \
