@@ -220,7 +220,7 @@ python=python3 train_cmd="" train_clip=false exp_dir={tmp_path}/exp train_nj={n}
 job() {{
     touch {tmp_path}/running.$1
     echo "$1 $(ls {tmp_path} | grep -c '^running\\.') ${{OMP_NUM_THREADS:-unset}}" >> {tmp_path}/seen
-    sleep 0.3
+    sleep 1  # long enough to overlap on a loaded machine
     rm {tmp_path}/running.$1
     [ "$1" != bad ]
 }}
