@@ -3,7 +3,7 @@
 # trained on captioned images only, CLIPSep trained on the videos with image queries, and
 # evaluation with TEXT queries. Prints the RESULTS.md table.
 #
-#   ./run.sh                          # default world (about 20 min on 2 CPU cores)
+#   ./run.sh                          # default world (26 min on 2 CPU cores, measured on a slow day)
 #   ./run.sh --setting ci             # tiny CI setting (a few minutes)
 #   ./run.sh --sounds soundfont       # the same world with recorded instruments (FluidSynth + a GM SoundFont:
 #                                     # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
