@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from espnet2_clip.metrics.sdr import BACKENDS, BSSResult, target_sdr_sir_sar
+from espnet2_clip.metrics.sdr import BACKENDS, BSSResult, target_scores
 from espnet2_clip.metrics.stats import result_markdown, summarize_scores
 from espnet2_clip.utils.fileio import OWN_OUTPUT_DIR_HELP, read_scp, remove_stale_temps, write_scp, write_text_atomic
 
@@ -92,12 +92,13 @@ def score_utterance(
             f"{residual:.3f}); give the sources as they appear in the mixture ({paths['ref']}, "
             f"{paths['interf']}, {paths['mix']})"
         )
-    candidates = [target_sdr_sir_sar(ref, interf, est[:n], mix - est[:n], backend=backend) for est in ests]
+    # the estimates and the mixture (for the improvement) against the same references, in one call
+    *candidates, mix_res = target_scores(ref, interf, [(est[:n], mix - est[:n]) for est in ests] + [(mix, mix)],
+                                         backend=backend)
     scored = [(res.sdr, i) for i, res in enumerate(candidates) if res is not None]
     if not scored:
         return uttid, None, None, "silent_reference_or_estimate", -1
     best = max(scored)[1]
-    mix_res = target_sdr_sir_sar(ref, interf, mix, mix, backend=backend)
     if mix_res is None:
         return uttid, None, None, "silent_mixture", -1
     return uttid, candidates[best], mix_res, "", best

@@ -14,7 +14,9 @@ Two backends are offered:
   512-tap least-squares projections (one 512x512 and one 1024x1024 solve instead of
   museval's two of each).  For one-channel signals BSS Eval v4's image SDR reduces to
   ``10 log10(|s|^2 / |s_hat - s|^2)``; SIR and SAR use the projections onto the
-  target's own delayed copies and onto both references' delayed copies.
+  target's own delayed copies and onto both references' delayed copies. Several
+  estimates of one mixture (:func:`target_scores`: a model's estimate and the mixture, for
+  the SDR improvement) share those two solves (one right-hand side each).
 
 ``fast_bss_eval`` is not used: its ``bss_eval_sources`` implements the v3 "sources"
 SDR (a different number), and version 0.1.3 fails in ``solve`` with numpy 2 and
@@ -27,7 +29,7 @@ undefined; such mixtures are skipped (``None`` is returned), as the official cod
 import importlib.util
 import os
 import sys
-from typing import NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.linalg
@@ -109,10 +111,13 @@ def _solve_gram(G: np.ndarray, b: np.ndarray) -> np.ndarray:
             return scipy.linalg.lstsq(G, b)[0]
 
 
-def _fast_target_metrics(target_ref, interf_ref, est, filters_len: int = FILTERS_LEN) -> BSSResult:
-    """BSS Eval v4 (image variant, one channel, no permutation) numbers of the target."""
+def _fast_target_metrics(target_ref, interf_ref, ests: Sequence[np.ndarray],
+                         filters_len: int = FILTERS_LEN) -> List[BSSResult]:
+    """BSS Eval v4 (image variant, one channel, no permutation) numbers of the target, for each of
+    ``ests`` (same length as the references): the references' Gram matrices are built and solved
+    once for all of them (one right-hand side per estimate)."""
     L = filters_len
-    n = est.shape[0]
+    n = target_ref.shape[0]
     nfft = int(2 ** np.ceil(np.log2(n + L - 1)))
     refs = (target_ref, interf_ref)
     eps = np.finfo(float).eps
@@ -135,29 +140,29 @@ def _fast_target_metrics(target_ref, interf_ref, est, filters_len: int = FILTERS
             blocks[i][j] = scipy.linalg.toeplitz(pos, np.concatenate([pos[:1], neg]))
     G = np.block(blocks)
 
-    # <est, r_i(. - d)> = sum_u est[u + d] r_i[u]
-    est_fft = np.fft.rfft(est, nfft)
-    D = np.concatenate(
-        [np.fft.irfft(est_fft * np.conj(f), nfft)[:L] for f in ffts]
+    # D[(i, d), k] = <est_k, r_i(. - d)> = sum_u est_k[u + d] r_i[u]
+    est_ffts = [np.fft.rfft(est, nfft) for est in ests]
+    D = np.stack(
+        [np.concatenate([np.fft.irfft(est_fft * np.conj(f), nfft)[:L] for f in ffts]) for est_fft in est_ffts],
+        axis=1,
     )
 
-    # projection onto the target's own delayed copies
-    G0 = G[:L, :L]
-    c_own = _solve_gram(G0 + eps * np.eye(L), D[:L])
-    # projection onto both references' delayed copies
+    # projections onto the target's own delayed copies, and onto both references' delayed copies
+    c_own = _solve_gram(G[:L, :L] + eps * np.eye(L), D[:L])
     c_all = _solve_gram(G + eps * np.eye(2 * L), D)
 
-    p_own = fftconvolve(target_ref, c_own)
-    p_all = fftconvolve(target_ref, c_all[:L]) + fftconvolve(interf_ref, c_all[L:])
-    est_pad = np.zeros(n + L - 1)
-    est_pad[:n] = est
-    ref_pad = np.zeros(n + L - 1)
-    ref_pad[:n] = target_ref
-
-    sdr = _db(np.sum(target_ref**2), np.sum((est - target_ref) ** 2))
-    sir = _db(np.sum(p_own**2), np.sum((p_all - p_own) ** 2))
-    sar = _db(np.sum(p_all**2), np.sum((est_pad - p_all) ** 2))
-    return BSSResult(sdr, sir, sar)
+    energy = np.sum(target_ref**2)
+    results = []
+    for k, est in enumerate(ests):
+        p_own = fftconvolve(target_ref, c_own[:, k])
+        p_all = fftconvolve(target_ref, c_all[:L, k]) + fftconvolve(interf_ref, c_all[L:, k])
+        est_pad = np.zeros(n + L - 1)
+        est_pad[:n] = est
+        sdr = _db(energy, np.sum((est - target_ref) ** 2))
+        sir = _db(np.sum(p_own**2), np.sum((p_all - p_own) ** 2))
+        sar = _db(np.sum(p_all**2), np.sum((est_pad - p_all) ** 2))
+        results.append(BSSResult(sdr, sir, sar))
+    return results
 
 
 def _museval_target_metrics(target_ref, interf_ref, est, interf_est, filters_len=FILTERS_LEN):
@@ -173,12 +178,6 @@ def _museval_target_metrics(target_ref, interf_ref, est, interf_est, filters_len
         filters_len=filters_len,
     )
     return BSSResult(float(sdr[0, 0]), float(sir[0, 0]), float(sar[0, 0]))
-
-
-def align_lengths(*signals: np.ndarray) -> Sequence[np.ndarray]:
-    """Truncate all signals to the shortest one (iSTFT output is 65280 of 65535)."""
-    n = min(s.shape[0] for s in signals)
-    return [s[:n] for s in signals]
 
 
 def target_sdr_sir_sar(
@@ -206,23 +205,41 @@ def target_sdr_sir_sar(
         ``BSSResult(sdr, sir, sar)``, or ``None`` when any reference or estimate is
         silent (``sum|x| <= 1e-5``) and the mixture must be skipped.
     """
+    return target_scores(target_ref, interf_ref, [(target_est, interf_est)], backend, filters_len)[0]
+
+
+def target_scores(
+    target_ref,
+    interf_ref,
+    estimates: Sequence[Tuple[np.ndarray, Optional[np.ndarray]]],
+    backend: str = "museval",
+    filters_len: int = FILTERS_LEN,
+) -> List[Optional[BSSResult]]:
+    """:func:`target_sdr_sir_sar` of several ``(target_est, interf_est)`` pairs of one mixture (e.g. a
+    model's estimate and the mixture itself, for the SDR improvement). The fast backend builds and
+    solves the references' Gram matrices once for all of them; every signal is truncated to the
+    shortest one. Returns one result (or ``None``: silent) per pair."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     target_ref = _as_mono(target_ref, "target_ref")
     interf_ref = _as_mono(interf_ref, "interf_ref")
-    target_est = _as_mono(target_est, "target_est")
-    if interf_est is None:
-        target_ref, interf_ref, target_est = align_lengths(target_ref, interf_ref, target_est)
-        interf_est = target_ref + interf_ref - target_est
-    else:
-        interf_est = _as_mono(interf_est, "interf_est")
-        target_ref, interf_ref, target_est, interf_est = align_lengths(
-            target_ref, interf_ref, target_est, interf_est
-        )
-    if target_ref.shape[0] == 0:
-        return None
-    if any(is_silent(x) for x in (target_ref, interf_ref, target_est, interf_est)):
-        return None
+    pairs = []
+    for target_est, interf_est in estimates:
+        target_est = _as_mono(target_est, "target_est")
+        pairs.append((target_est, None if interf_est is None else _as_mono(interf_est, "interf_est")))
+    n = min([target_ref.shape[0], interf_ref.shape[0]]
+            + [len(x) for pair in pairs for x in pair if x is not None])
+    target_ref, interf_ref = target_ref[:n], interf_ref[:n]
+    pairs = [(est[:n], target_ref + interf_ref - est[:n] if interf is None else interf[:n]) for est, interf in pairs]
+    if n == 0 or is_silent(target_ref) or is_silent(interf_ref):
+        return [None] * len(pairs)
+    scored = [k for k, (est, interf) in enumerate(pairs) if not (is_silent(est) or is_silent(interf))]
+    results: List[Optional[BSSResult]] = [None] * len(pairs)
     if backend == "museval":
-        return _museval_target_metrics(target_ref, interf_ref, target_est, interf_est, filters_len)
-    return _fast_target_metrics(target_ref, interf_ref, target_est, filters_len)
+        for k in scored:
+            results[k] = _museval_target_metrics(target_ref, interf_ref, *pairs[k], filters_len)
+    elif scored:
+        for k, res in zip(scored, _fast_target_metrics(target_ref, interf_ref, [pairs[k][0] for k in scored],
+                                                       filters_len)):
+            results[k] = res
+    return results

@@ -5,6 +5,7 @@ from espnet2_clip.metrics.sdr import (
     BSSResult,
     is_silent,
     load_museval_metrics,
+    target_scores,
     target_sdr_sir_sar,
 )
 
@@ -71,6 +72,24 @@ def test_silent_signals_are_skipped(backend):
     # interference estimate silent (estimate == mixture passed as its own complement)
     assert target_sdr_sir_sar(target, interf, target + interf, np.zeros(N), backend=backend) is None
     assert is_silent(np.full(10, 1e-6)) and not is_silent(np.full(10, 1e-5))
+
+
+@pytest.mark.parametrize("backend", ["museval", "fast"])
+def test_several_estimates_score_as_one_at_a_time(backend):
+    """One call for a model's estimates and the mixture (shared Gram solves): the numbers of separate
+    calls, a silent estimate gives None in its place, and the others still count."""
+    target, interf = _sources(6)
+    mix = target + interf
+    rng = np.random.default_rng(7)
+    ests = [0.8 * target + 0.2 * interf + 0.01 * rng.standard_normal(N), np.zeros(N), 0.3 * target + 0.7 * interf]
+    pairs = [(est, mix - est) for est in ests] + [(mix, mix)]
+    together = target_scores(target, interf, pairs, backend=backend)
+    alone = [target_sdr_sir_sar(target, interf, est, other, backend=backend) for est, other in pairs]
+    assert together[1] is None and alone[1] is None
+    for a, b in zip(together[:1] + together[2:], alone[:1] + alone[2:]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    assert together[0].sdr > together[2].sdr + 5  # more target in the estimate, higher SDR
+    assert target_scores(np.zeros(N), interf, pairs, backend=backend) == [None] * len(pairs)
 
 
 def test_references_truncated_to_estimate_length():
