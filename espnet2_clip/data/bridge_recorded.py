@@ -1,8 +1,10 @@
 """Recorded sound signatures of the bridge world: each class plays a General MIDI instrument of a
 SoundFont (recorded instrument samples), rendered offline with FluidSynth.
 
-The same classes, pictures and captions as the synthesised world (:mod:`bridge_sound`); only the sounds
-change, so a recipe's numbers on the two worlds compare default settings on synthetic vs recorded timbres.
+The world of these sounds shows and names the instruments (``bridge_world.RECORDED_CLASSES``: a flute, a
+trombone, maracas ("shaker"), a drum, a bird, a bell, a woodblock, a clarinet, a whistle, a contrabass, drawn
+by :mod:`bridge_visual` in the colours and textures of the synthesised world's classes), so a recipe's
+default settings meet other sounds, other pictures and other class names than on the synthesised world.
 Each class kind maps to an instrument of the same family as its synthesiser (``flute`` -> GM Flute,
 ``drum`` -> the GM kit's kick and toms, ``chirp`` -> Bird Tweet...). A sound is a random phrase drawn from
 ``rng`` (a pentatonic melody in the instrument's register, or a percussion pattern), rendered by a fresh

@@ -19,7 +19,10 @@ COLOURS: Dict[str, Tuple[int, int, int]] = {
 }
 TEXTURES = ("plain", "striped", "dotted", "checkered")
 # shapes whose rotation must stay small to remain unambiguous (square vs diamond)
-_MAX_ROT = {"square": 15.0, "diamond": 15.0, "heart": 25.0, "moon": 40.0, "cross": 30.0}
+_MAX_ROT = {"square": 15.0, "diamond": 15.0, "heart": 25.0, "moon": 40.0, "cross": 30.0,
+            # instruments upright or level as they are usually pictured (flute and clarinet stay apart)
+            "flute": 25.0, "trombone": 25.0, "shaker": 25.0, "drum": 15.0, "bird": 25.0, "bell": 20.0,
+            "woodblock": 20.0, "clarinet": 25.0, "whistle": 25.0, "contrabass": 15.0}
 _SS = 2  # supersampling factor of the shape mask
 
 
@@ -62,6 +65,90 @@ def _heart(r, angle):
     return _rotate(pts, angle)
 
 
+# --- instrument pictograms (the recorded-sound world's objects) ------------------------------------
+# Each is a list of (polygon, fill) parts in units of the pose radius, drawn in order (255 adds, 0 cuts),
+# inside the unit disk so that a pose keeps the whole object in the frame.
+Part = Tuple[List[Tuple[float, float]], int]
+
+
+def _ell(x: float, y: float, rx: float, ry: float, n: int = 28) -> List[Tuple[float, float]]:
+    return [(x + rx * math.cos(2 * math.pi * k / n), y + ry * math.sin(2 * math.pi * k / n)) for k in range(n)]
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> List[Tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def _flute() -> List[Part]:  # a long thin tube, its lip plate and six finger holes
+    return ([(_box(-0.96, -0.15, 0.96, 0.15), 255), (_ell(-0.62, 0.0, 0.17, 0.21), 255)]
+            + [(_ell(-0.1 + 0.19 * k, 0.0, 0.06, 0.06, 10), 0) for k in range(6)])
+
+
+def _trombone() -> List[Part]:  # the slide (a long U of two tubes) and the flared bell on the upper tube
+    return [(_box(-0.9, -0.3, 0.35, -0.21), 255), (_box(-0.9, 0.13, 0.35, 0.22), 255),
+            (_box(-0.9, -0.3, -0.8, 0.22), 255), (_box(0.2, -0.3, 0.3, 0.22), 255),
+            ([(0.3, -0.31), (0.82, -0.52), (0.82, 0.08), (0.3, -0.2)], 255)]
+
+
+def _shaker() -> List[Part]:  # two maracas: oval heads on handles, in a V
+    parts: List[Part] = []
+    for side in (-1.0, 1.0):
+        parts += [(_ell(0.38 * side, -0.42, 0.3, 0.4), 255),
+                  ([(0.24 * side - 0.05, -0.05), (0.24 * side + 0.05, -0.05), (0.08 * side + 0.04, 0.92),
+                    (0.08 * side - 0.04, 0.92)], 255)]
+    return parts
+
+
+def _drum() -> List[Part]:  # a cylinder with its rim and a stick resting on the head
+    return [(_box(-0.75, -0.3, 0.75, 0.5), 255), (_ell(0.0, 0.5, 0.75, 0.2), 255), (_ell(0.0, -0.3, 0.75, 0.2), 255),
+            (_ell(0.0, -0.3, 0.68, 0.15), 0), (_ell(0.0, -0.3, 0.62, 0.11), 255),
+            ([(-0.5, -0.8), (-0.42, -0.85), (0.2, -0.42), (0.12, -0.37)], 255)]
+
+
+def _bird() -> List[Part]:  # body, head, beak, tail, legs and an eye
+    return [(_ell(-0.05, 0.1, 0.55, 0.34), 255), (_ell(0.45, -0.3, 0.22, 0.22), 255),
+            ([(0.63, -0.36), (0.92, -0.28), (0.63, -0.2)], 255),
+            ([(-0.5, 0.0), (-0.9, -0.3), (-0.88, 0.08), (-0.5, 0.24)], 255),
+            (_box(-0.12, 0.38, -0.07, 0.8), 255), (_box(0.1, 0.38, 0.15, 0.8), 255),
+            (_ell(0.5, -0.34, 0.05, 0.05, 10), 0)]
+
+
+def _bell() -> List[Part]:  # a hand bell: knob, dome, flared skirt and the clapper below it
+    return [(_ell(0.0, -0.82, 0.12, 0.12), 255),
+            ([(-0.22, -0.72), (0.22, -0.72), (0.4, -0.4), (0.48, 0.2), (0.78, 0.52), (-0.78, 0.52), (-0.48, 0.2),
+              (-0.4, -0.4)], 255),
+            (_ell(0.0, 0.72, 0.16, 0.14), 255)]
+
+
+def _woodblock() -> List[Part]:  # a slit wooden block and its beater
+    return [(_box(-0.85, -0.35, 0.6, 0.35), 255), (_box(-0.65, -0.06, 0.45, 0.04), 0),
+            ([(0.45, -0.75), (0.53, -0.8), (0.85, -0.2), (0.77, -0.15)], 255), (_ell(0.81, -0.12, 0.11, 0.11), 255)]
+
+
+def _clarinet() -> List[Part]:  # upright: mouthpiece, a straight tube with keys, and a small bell
+    return ([([(-0.07, -0.98), (0.07, -0.98), (0.12, -0.8), (-0.12, -0.8)], 255), (_box(-0.13, -0.8, 0.13, 0.6), 255),
+             ([(-0.13, 0.58), (0.13, 0.58), (0.33, 0.9), (-0.33, 0.9)], 255)]
+            + [(_ell(0.0, -0.55 + 0.2 * k, 0.05, 0.05, 10), 0) for k in range(6)])
+
+
+def _whistle() -> List[Part]:  # a referee's whistle: round chamber, mouthpiece, the ring of its lanyard
+    return [(_ell(-0.15, 0.2, 0.5, 0.5), 255), (_box(-0.15, -0.3, 0.9, 0.05), 255), (_ell(-0.15, 0.2, 0.14, 0.14), 0),
+            (_ell(-0.66, -0.32, 0.2, 0.2), 255), (_ell(-0.66, -0.32, 0.11, 0.11), 0)]
+
+
+def _contrabass() -> List[Part]:  # upright: waisted body with f-holes, long neck, scroll, endpin
+    return [(_ell(0.0, -0.02, 0.36, 0.3), 255), (_ell(0.0, 0.45, 0.48, 0.38), 255), (_box(-0.25, 0.0, 0.25, 0.3), 255),
+            (_box(-0.06, -0.9, 0.06, -0.2), 255), (_ell(0.0, -0.92, 0.08, 0.08), 255),
+            (_box(-0.02, 0.8, 0.02, 0.98), 255),
+            (_box(-0.22, 0.15, -0.18, 0.45), 0), (_box(0.18, 0.15, 0.22, 0.45), 0)]
+
+
+PICTOGRAMS = {
+    "flute": _flute, "trombone": _trombone, "shaker": _shaker, "drum": _drum, "bird": _bird, "bell": _bell,
+    "woodblock": _woodblock, "clarinet": _clarinet, "whistle": _whistle, "contrabass": _contrabass,
+}
+
+
 def shape_mask(shape: str, size: int, cx: float, cy: float, r: float, angle_deg: float) -> np.ndarray:
     """Anti-aliased alpha mask (float32 ``(size, size)`` in [0, 1]) of ``shape``."""
     ss = _SS
@@ -97,6 +184,9 @@ def shape_mask(shape: str, size: int, cx: float, cy: float, r: float, angle_deg:
         poly(_cross(r, a))
     elif shape == "heart":
         poly(_heart(r, a))
+    elif shape in PICTOGRAMS:
+        for pts, fill in PICTOGRAMS[shape]():
+            d.polygon([(cx + x, cy + y) for x, y in _rotate([(x * r, y * r) for x, y in pts], a)], fill=fill)
     else:
         raise KeyError(f"unknown shape {shape!r}")
     img = img.resize((size, size), Image.BOX)

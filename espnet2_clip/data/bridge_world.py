@@ -3,7 +3,9 @@ without any text-audio pair (see "The bridge world" in DESIGN.md).
 
 Each class couples a **visual signature** (shape + colour + texture, :mod:`bridge_visual`) with a
 **sound signature** (timbre: synthesised, :mod:`bridge_sound`; or with ``sounds="soundfont"`` a recorded
-instrument of a General MIDI SoundFont, :mod:`bridge_recorded`, the same pictures). Everything is deterministic by ``seed``: every
+instrument of a General MIDI SoundFont, :mod:`bridge_recorded`, which the world then shows and names: a
+flute, a trombone, a drum... drawn as pictograms with the same colours and textures, ``RECORDED_CLASSES``).
+Everything is deterministic by ``seed``: every
 item draws from its own generator ``default_rng([seed, stream, class, index])``, so an item does
 not depend on the counts of other items, on ``nj`` or on the generation order.
 
@@ -76,6 +78,15 @@ CLASSES: List[Tuple[str, str, str, str]] = [
 ]
 # the class sounds: synthesised signatures (bridge_sound) or recorded instruments of a SoundFont (bridge_recorded)
 SOUND_BANKS = ("synth", "soundfont")
+# A world of recorded instruments shows the instruments (bridge_visual.PICTOGRAMS) and names them: a class
+# keeps its colour, texture and sound kind, its shape becomes the pictogram of the instrument it plays.
+_INSTRUMENT_PICTURE = {
+    "flute": "flute", "brass": "trombone", "shaker": "shaker", "drum": "drum", "chirp": "bird", "bell": "bell",
+    "ticks": "woodblock", "clarinet": "clarinet", "whistle": "whistle", "rumble": "contrabass",
+}
+RECORDED_CLASSES: List[Tuple[str, str, str, str]] = [
+    (_INSTRUMENT_PICTURE[sound], colour, texture, sound) for _, colour, texture, sound in CLASSES
+]
 OFFSCREEN_NOISES = ("babble", "wind", "hum")  # no class, no visual: the second test set's interference
 OFFSCREEN_KINDS = ("class",) + OFFSCREEN_NOISES  # "class": another class's sound, its object off screen
 CAPTION_TEMPLATES = (
@@ -153,9 +164,15 @@ PRESETS: Dict[str, Dict] = {
 }
 
 
+def world_classes(cfg: WorldConfig) -> List[Tuple[str, str, str, str]]:
+    """The (name = shape, colour, texture, sound kind) table of ``cfg``'s sound bank: the shapes of the
+    synthesised world (``CLASSES``) or the instruments of the recorded one (``RECORDED_CLASSES``)."""
+    return RECORDED_CLASSES if cfg.sounds == "soundfont" else CLASSES
+
+
 def class_table(cfg: WorldConfig) -> List[Dict[str, str]]:
     out = []
-    for i, (shape, colour, texture, sound) in enumerate(CLASSES[:cfg.num_classes]):
+    for i, (shape, colour, texture, sound) in enumerate(world_classes(cfg)[:cfg.num_classes]):
         if cfg.sounds == "soundfont":
             description = f"{bridge_recorded.INSTRUMENTS[sound].description} ({Path(cfg.soundfont).name})"
         else:
@@ -195,11 +212,11 @@ def _signature(cfg: WorldConfig, kind: str, rng, n: int) -> np.ndarray:
 
 
 def _class_sound(cfg: WorldConfig, rng, cls: int, n: int) -> np.ndarray:
-    return _set_level(_signature(cfg, CLASSES[cls][3], rng, n), rng, cfg.level_db)
+    return _set_level(_signature(cfg, world_classes(cfg)[cls][3], rng, n), rng, cfg.level_db)
 
 
 def _render(cfg: WorldConfig, rng, cls: int, num_frames: int) -> np.ndarray:
-    shape, colour, texture, _ = CLASSES[cls]
+    shape, colour, texture, _ = world_classes(cfg)[cls]
     return bridge_visual.render_clip(rng, shape, colour, texture, cfg.frame_size, num_frames)
 
 
@@ -236,7 +253,7 @@ def _noise_draw(cfg: WorldConfig, split: str, cls: int, idx: int) -> Tuple[Optio
     for _ in range(int(nrng.integers(1, cfg.offscreen_max_sources + 1))):
         kind = cfg.offscreen_kinds[int(nrng.integers(len(cfg.offscreen_kinds)))]
         if kind == "class":
-            kind = "class:" + CLASSES[_other_class(nrng, cfg.num_classes, cls)][0]
+            kind = "class:" + world_classes(cfg)[_other_class(nrng, cfg.num_classes, cls)][0]
         names.append(kind)
     return nrng, "+".join(names)
 
@@ -244,7 +261,7 @@ def _noise_draw(cfg: WorldConfig, split: str, cls: int, idx: int) -> Tuple[Optio
 def _offscreen_sound(cfg: WorldConfig, name: str, nrng, n: int) -> np.ndarray:
     """One off-screen source: a noise kind, or ``class:<name>``'s sound signature (peak 1)."""
     if name.startswith("class:"):
-        kind = next(c[3] for c in CLASSES if c[0] == name[len("class:"):])
+        kind = next(c[3] for c in world_classes(cfg) if c[0] == name[len("class:"):])
         return _signature(cfg, kind, nrng, n)
     return bridge_sound.synth(name, nrng, n, cfg.fs)
 
@@ -276,7 +293,7 @@ def video_item(cfg: WorldConfig, split: str, cls: int, idx: int):
 def clip_image_item(cfg: WorldConfig, cls: int, idx: int):
     """A captioned still: image ``(S, S, 3)`` uint8 and its caption."""
     rng = _rng(cfg, _CLIP, cls, idx)
-    shape, colour, texture, _ = CLASSES[cls]
+    shape, colour, texture, _ = world_classes(cfg)[cls]
     img = bridge_visual.render_image(rng, shape, colour, texture, cfg.frame_size)
     template = CAPTION_TEMPLATES[int(rng.integers(len(CAPTION_TEMPLATES)))]
     caption = template.format(shape=shape, colour=colour, texture=_TEXTURE_WORD[texture])
@@ -321,7 +338,7 @@ def mixture_plan(cfg: WorldConfig) -> List[Dict]:
             rng = _rng(cfg, _MIX, cls, j)
             other = _other_class(rng, k, cls)
             pool_idx = int(rng.integers(cfg.interference_per_class))
-            name, oname = CLASSES[cls][0], CLASSES[other][0]
+            name, oname = world_classes(cfg)[cls][0], world_classes(cfg)[other][0]
             target = dict(target_id=f"target_{name}_{j:04d}", target_cls=cls, target_idx=j)
             plan.append(dict(
                 test_set="test_mix", mix_id=f"mix_{name}_{j:04d}_{oname}", **target,
@@ -433,7 +450,7 @@ class Job:
 
 def _video_job(cfg: WorldConfig, out: Path, job: Job) -> VideoFile:
     split, cls, idx = job.split, job.cls, job.idx
-    path = out / "videos" / split / f"{split}_{CLASSES[cls][0]}_{idx:04d}.mp4"
+    path = out / "videos" / split / f"{split}_{world_classes(cfg)[cls][0]}_{idx:04d}.mp4"
     if path.is_file():  # finished earlier (written atomically); the noise draw is cheap
         return VideoFile(split, cls, idx, str(path), _noise_draw(cfg, split, cls, idx)[1])
     from espnet2_clip.data.video import write_video
@@ -444,7 +461,7 @@ def _video_job(cfg: WorldConfig, out: Path, job: Job) -> VideoFile:
 
 
 def _clip_image_job(cfg: WorldConfig, out: Path, job: Job) -> ClipImageFile:
-    path = out / "images" / "clip_train" / f"clip_{CLASSES[job.cls][0]}_{job.idx:05d}.png"
+    path = out / "images" / "clip_train" / f"clip_{world_classes(cfg)[job.cls][0]}_{job.idx:05d}.png"
     img, caption = clip_image_item(cfg, job.cls, job.idx)
     if not path.is_file():
         _write_png(path, img)
@@ -452,7 +469,7 @@ def _clip_image_job(cfg: WorldConfig, out: Path, job: Job) -> ClipImageFile:
 
 
 def _target_job(cfg: WorldConfig, out: Path, job: Job) -> TargetFile:
-    stem = f"target_{CLASSES[job.cls][0]}_{job.idx:04d}"
+    stem = f"target_{world_classes(cfg)[job.cls][0]}_{job.idx:04d}"
     wav = out / "wav" / "test_target" / f"{stem}.wav"
     pngs = [out / "images" / "query" / f"{stem}_f{i + 1}.png" for i in range(QUERY_FRAMES)]
     if not (wav.is_file() and all(p.is_file() for p in pngs)):
@@ -464,7 +481,7 @@ def _target_job(cfg: WorldConfig, out: Path, job: Job) -> TargetFile:
 
 
 def _interference_job(cfg: WorldConfig, out: Path, job: Job) -> InterferenceFile:
-    wav = out / "wav" / "interference" / f"interf_{CLASSES[job.cls][0]}_{job.idx:04d}.wav"
+    wav = out / "wav" / "interference" / f"interf_{world_classes(cfg)[job.cls][0]}_{job.idx:04d}.wav"
     if not wav.is_file():
         _write_wav(wav, interference_item(cfg, job.cls, job.idx), cfg.fs)
     return InterferenceFile(job.cls, job.idx, str(wav))
@@ -548,10 +565,10 @@ def run_jobs(jobs: List[Job], nj: int = 1, progress: bool = False) -> WorldFiles
 
 # --- the data dirs and world.json ------------------------------------------------------------
 
-def write_lists(data: Path, files: WorldFiles, with_test: bool) -> None:
+def write_lists(cfg: WorldConfig, data: Path, files: WorldFiles, with_test: bool) -> None:
     """``data/{train,valid,clip_train}`` and (``with_test``) ``data/{interference,test_mix}``."""
     def name(cls: int) -> str:  # a class's name is its label and its text query
-        return CLASSES[cls][0]
+        return world_classes(cfg)[cls][0]
 
     for split in ("train", "valid"):
         videos = files.videos_of(split)
@@ -591,6 +608,8 @@ def _config_json(cfg: WorldConfig) -> Dict:
     d["version"] = VERSION
     if cfg.sounds == "synth":  # worlds of synthesised sounds keep the settings they were written with
         del d["sounds"], d["soundfont"]
+    else:  # recorded worlds name their pictured instruments (worlds of shapes with recorded sounds came first)
+        d["classes"] = [c[0] for c in world_classes(cfg)]
     return d
 
 
@@ -701,7 +720,7 @@ def generate_world(out, cfg: WorldConfig, nj: int = 1, force: bool = False,
     t0 = time.time()
     plan = mixture_plan(cfg)
     files = run_jobs(plan_jobs(cfg, out, plan), nj, progress)
-    write_lists(out / "data", files, with_test=bool(plan))
+    write_lists(cfg, out / "data", files, with_test=bool(plan))
     world = world_info(cfg, files, time.time() - t0)
     write_text_atomic(out / "world.json", json.dumps(world, indent=1) + "\n")
     log(f"{out}: bridge world with {cfg.num_classes} classes generated in {world['generation_seconds']} s: "

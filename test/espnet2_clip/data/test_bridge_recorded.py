@@ -12,7 +12,7 @@ import pytest
 
 from espnet2_clip.bin import make_bridge_world
 from espnet2_clip.data import bridge_recorded
-from espnet2_clip.data.bridge_world import CLASSES, WorldConfig, generate_world, video_item
+from espnet2_clip.data.bridge_world import CLASSES, RECORDED_CLASSES, WorldConfig, generate_world, video_item
 from espnet2_clip.utils.fileio import read_scp
 
 FS = 16000
@@ -64,21 +64,33 @@ def test_instruments_keep_their_families_registers():
 
 
 @pytest.mark.timeout(300)  # a forked worker would hang on FluidSynth: fail instead of blocking the suite
-def test_recorded_world_has_the_same_pictures_and_other_sounds(tmp_path):
+def test_recorded_world_shows_and_names_its_instruments(tmp_path):
     synth = WorldConfig(seed=2, **TINY)
     recorded = WorldConfig(seed=2, sounds="soundfont", **TINY)
     frames_s, audio_s, _ = video_item(synth, "train", 1, 0)
     frames_r, audio_r, _ = video_item(recorded, "train", 1, 0)
-    np.testing.assert_array_equal(frames_s, frames_r)
     assert audio_r.shape == audio_s.shape and not np.allclose(audio_r, audio_s)
+    # the same background and pose, another object: the class-1 trombone instead of the triangle
+    assert frames_r.shape == frames_s.shape
+    np.testing.assert_array_equal(frames_r[:, :, :4], frames_s[:, :, :4])  # a border column: background only
+    assert np.abs(frames_r.astype(int) - frames_s.astype(int)).max() > 100
+    assert [c[0] for c in RECORDED_CLASSES[:3]] == ["flute", "trombone", "shaker"]
+    assert [c[1:] for c in RECORDED_CLASSES] == [c[1:] for c in CLASSES]  # colours, textures, sound kinds kept
     # generated with 2 workers (forked: the parent must not hold a synthesiser), one file per item
     info = generate_world(tmp_path / "world", WorldConfig(seed=2, sounds="soundfont", offscreen_noise_prob=1.0,
                                                           offscreen_kinds=("class",), **TINY), nj=2)
     assert [c["sound_description"] for c in info["classes"]] == [
         f"{bridge_recorded.INSTRUMENTS[c[3]].description} (TimGM6mb.sf2)" for c in CLASSES[:3]]
+    assert [c["name"] for c in info["classes"]] == ["flute", "trombone", "shaker"]
     saved = json.loads((tmp_path / "world" / "world.json").read_text())["config"]
     assert saved["sounds"] == "soundfont" and saved["soundfont"] == bridge_recorded.DEFAULT_SOUNDFONT
-    assert len(read_scp(tmp_path / "world" / "data" / "train" / "video.scp")) == 6
+    assert saved["classes"][:3] == ["flute", "trombone", "shaker"]
+    data = tmp_path / "world" / "data"
+    assert len(read_scp(data / "train" / "video.scp")) == 6
+    assert sorted(set(read_scp(data / "train" / "label").values())) == ["flute", "shaker", "trombone"]
+    captions = read_scp(data / "clip_train" / "caption")
+    labels = read_scp(data / "clip_train" / "label")
+    assert all(labels[k] in captions[k] for k in captions)  # "a photo of a red flute", ...
     assert all(v.startswith("class:") for v in read_scp(tmp_path / "world" / "data" / "train" / "offscreen").values())
 
 
