@@ -7,7 +7,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
 from espnet2_clip.sep.abs_backbone import AbsSeparatorBackbone
-from espnet2_clip.sep.backbone_runner import BackboneRunner
+from espnet2_clip.utils.backbone_runner import BackboneRunner
 from espnet2_clip.sep.frontend import LogFreqSTFT, log_magnitude
 from espnet2_clip.sep.heads import AbsMaskHead
 from espnet2_clip.sep.loss import binary_mask_targets, mask_loss_weight
@@ -46,7 +46,7 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
             gain_high: Upper bound of the random source gain.
             train_precision: ``fp32``, ``bf16`` (backbone under bfloat16 autocast in training;
                 float32 weights, loss and inference) or ``auto`` (bf16 where the device computes
-                it natively). See ``espnet2_clip.sep.backbone_runner``.
+                it natively). See ``espnet2_clip.utils.backbone_runner``.
             channels_last: Channels-last activations and weights in the backbone.
             compile_backbone: ``torch.compile`` the backbone for training (eager fallback).
         """

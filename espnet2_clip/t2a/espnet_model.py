@@ -22,6 +22,7 @@ from espnet2_clip.t2a.diffusion import (
 )
 from espnet2_clip.t2a.mel import MelFrontend
 from espnet2_clip.t2a.unet import DiffusionUNet
+from espnet2_clip.utils.backbone_runner import BackboneRunner
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -45,6 +46,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         schedule_conf: Optional[Dict] = None,
         prediction_type: str = "epsilon",
         snr_gamma: Optional[float] = None,
+        train_precision: str = "fp32",
     ):
         """Initialize ESPnetCLIPSonicModel.
 
@@ -55,6 +57,9 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
             schedule_conf: DDPM schedule (num_train_timesteps, beta_schedule, beta_start, beta_end).
             prediction_type: What the U-Net predicts: "epsilon" (noise), "v_prediction" or "sample".
             snr_gamma: Min-SNR-γ loss weighting (Hang et al., 2023; e.g. 5.0); None: plain MSE.
+            train_precision: ``fp32``, ``bf16`` (the U-Net under bfloat16 autocast in training; float32
+                weights, loss and sampling) or ``auto`` (bf16 where the device computes it natively).
+                See ``espnet2_clip.utils.backbone_runner``.
         """
         super().__init__()
         if not 0.0 <= cond_drop_prob < 1.0:
@@ -71,6 +76,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         self.prediction_type = prediction_type
         self.snr_gamma = snr_gamma
         self._train_sched = training_scheduler(self.schedule_conf, prediction_type)
+        self.unet_runner = BackboneRunner(train_precision)
 
     @property
     def cond_dim(self) -> int:
@@ -127,7 +133,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
         t = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=gen).to(x0.device)
         xt = self._train_sched.add_noise(x0, noise, t)
-        error = (self.unet(xt, t, cond) - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
+        error = (self.unet_runner(self.unet, xt, t, cond) - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
         loss = (self.loss_weight(t).to(error.device) * error).mean()
         return loss, {"loss": loss.detach()}, torch.tensor(x0.shape[0], device=loss.device)
 

@@ -3,7 +3,7 @@ import logging
 import pytest
 import torch
 
-from espnet2_clip.sep.backbone_runner import BackboneRunner
+from espnet2_clip.utils.backbone_runner import BackboneRunner
 from espnet2_clip.sep.espnet_model import ESPnetCLIPSepModel
 from espnet2_clip.sep.frontend import LogFreqSTFT
 from espnet2_clip.sep.heads import QueryMaskHead

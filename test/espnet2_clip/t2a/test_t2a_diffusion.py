@@ -44,6 +44,37 @@ def test_training_loss_and_backward():
     assert torch.isfinite(a)
 
 
+def _seeded_loss(model, clips, query):
+    torch.manual_seed(1)  # the same noise, steps and condition drops for every model
+    return model.train()(clips, None, query)[0]
+
+
+def test_bf16_training_keeps_float32_weights_loss_and_sampling():
+    clips, query = torch.randn(4, 4095) * 0.1, torch.randn(4, 32)
+    reference, fast = tiny_model(), tiny_model(train_precision="bf16")
+    for model in (reference, fast):  # zero-initialised output layers would hide the U-Net's precision
+        torch.manual_seed(2)
+        for p in model.unet.parameters():
+            if not p.detach().any():
+                torch.nn.init.normal_(p.data, std=0.1)
+    loss_ref, loss = _seeded_loss(reference, clips, query), _seeded_loss(fast, clips, query)
+    assert loss.dtype == torch.float32 and loss.item() != loss_ref.item()  # the U-Net really ran in bfloat16
+    assert loss.item() == pytest.approx(loss_ref.item(), rel=0.05)
+    loss.backward()
+    loss_ref.backward()
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+               for p in fast.parameters() if p.grad is not None)
+    grad, grad_ref = fast.unet.input_conv.weight.grad.flatten(), reference.unet.input_conv.weight.grad.flatten()
+    assert torch.nn.functional.cosine_similarity(grad, grad_ref, dim=0) > 0.95
+    # validation and sampling run in float32: the same numbers as the float32 model's
+    torch.testing.assert_close(fast.eval()(clips, None, query)[0], reference.eval()(clips, None, query)[0])
+    mels = [m.sample(query[:2], num_frames=16, num_steps=3, generator=torch.Generator().manual_seed(0))
+            for m in (fast, reference)]
+    torch.testing.assert_close(*mels)
+    with pytest.raises(ValueError, match="model_conf.train_precision.*'fp16'"):
+        tiny_model(train_precision="fp16")
+
+
 def test_condition_dropout_rate_and_null():
     model = tiny_model(drop=0.1)
     cond = l2_normalize(torch.randn(20000, 32))
@@ -193,3 +224,17 @@ def test_unet_loads_checkpoints_from_before_diffusers_timestep_embedding():
     # nested, as ESPnet's model holds it
     wrapper = torch.nn.ModuleDict({"unet": fresh})
     wrapper.load_state_dict({f"unet.{k}": v for k, v in old.items()})
+
+
+def test_mini_recipe_configs_train_in_auto_precision():
+    """The mini recipe's default IQ / SD configs build models whose U-Net trains in bf16 where the CPU has
+    bfloat16 units (the option reaches the model through ``model_conf``)."""
+    from pathlib import Path
+
+    from espnet2_clip.tasks.clipsonic import CLIPSonicTask
+
+    conf = Path(__file__).parents[3] / "egs2" / "mini_bridge" / "clipsonic1" / "conf"
+    for name in ("train_clipsonic_iq.yaml", "train_clipsonic_sd.yaml"):
+        args = CLIPSonicTask.get_parser().parse_args(["--config", str(conf / name)])
+        model = CLIPSonicTask.build_model(args)
+        assert model.unet_runner.precision == "auto", name

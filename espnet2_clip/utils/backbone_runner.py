@@ -1,9 +1,11 @@
-"""How the separator backbone runs in training: precision, memory format, compilation.
+"""How a model's convolutional backbone runs in training: precision, memory format, compilation.
 
+Used by CLIPSep (the separator U-Net) and CLIPSonic (the diffusion U-Net; ``train_precision`` only).
 These options change the speed of a training step, not the model: parameters and optimiser
 state stay float32 (bf16 autocast keeps float32 master weights), checkpoints are the same
 whichever options trained them, and inference precision is chosen at inference time
-(``precision=`` of the separation API). They are set in ``model_conf`` of a CLIPSep config::
+(``precision=`` of the separation API; CLIPSonic samples in float32). They are set in
+``model_conf`` of a config::
 
     model_conf:
         train_precision: auto     # fp32 (default) | bf16 | auto: bf16 where the device computes it natively
@@ -50,18 +52,19 @@ class BackboneRunner:
         if self.channels_last:
             backbone.to(memory_format=torch.channels_last)
 
-    def __call__(self, backbone: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Run ``backbone`` on (M, 1, F, T) inputs; returns float32 (M, k, F, T) features."""
+    def __call__(self, backbone: torch.nn.Module, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        """Run ``backbone(x, *args)`` on (M, C, F, T) inputs ``x`` (and e.g. steps, conditions);
+        returns float32 (M, k, F, T) features."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if not backbone.training:
-            return backbone(x)
+            return backbone(x, *args)
         if not self._device_checked:
             self._settle(x.device)
         if self.precision == "bf16":
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
-                return self._train_forward(backbone, x).float()
-        return self._train_forward(backbone, x)
+                return self._train_forward(backbone, x, *args).float()
+        return self._train_forward(backbone, x, *args)
 
     def _settle(self, device: torch.device) -> None:
         """Resolve ``auto`` and the device-dependent checks at the first training step."""
@@ -76,19 +79,19 @@ class BackboneRunner:
                             "bf16 step gave NaN losses there); the backbone runs eagerly")
             self.compile = False
 
-    def _train_forward(self, backbone: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _train_forward(self, backbone: torch.nn.Module, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
         if not self.compile:
-            return backbone(x)
+            return backbone(x, *args)
         if self._compiled is None:
             self._compiled = torch.compile(backbone)
         try:
-            return self._compiled(x)
+            return self._compiled(x, *args)
         except torch._dynamo.exc.TorchDynamoException as exc:  # compiler failures, not model errors
             logging.warning(f"model_conf.compile_backbone: torch.compile failed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}); training continues without it")
             self.compile = False
             self._compiled = None
-            return backbone(x)
+            return backbone(x, *args)
 
     def __repr__(self) -> str:
         return (f"BackboneRunner(precision={self.precision!r}, channels_last={self.channels_last}, "
