@@ -41,7 +41,7 @@ case "${setting}" in
     ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=conf/ci/train_clipsonic_sd.yaml
         gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
                   --gen_steps 10 --classifier_args "--steps 150 --clip_samples 16383"
-                  --vocoder_args "--num_iters_per_epoch 5 --max_epoch 1") ;;
+                  --vocoder_config conf/train_vocoder_hifigan.yaml --vocoder_args "--num_iters_per_epoch 5 --max_epoch 1") ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
 esac
 # a world of recorded sounds has its own directories (world_default_soundfont, exp_default_soundfont, ...)
@@ -59,7 +59,6 @@ esac
     --train_clip true \
     --clip_train_args "--max_steps ${clip_steps} --eval_labels auto --seed ${seed}" \
     --frame_size 64 \
-    --vocoder_config conf/train_vocoder_hifigan.yaml \
     --prior_config "${conf}/train_prior.yaml" \
     --image_config "${conf}/train_clipsonic_iq.yaml" \
     --text_config "${text_config}" \
