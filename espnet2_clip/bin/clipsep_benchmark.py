@@ -9,7 +9,8 @@ backbone (as in training configs).
 
 ``--train_config`` (repeatable) instead compares training configs side by side: parameters and
 seconds per training step at each config's batch size and clip length, the configs' steps taken
-in turn so that the machine's load affects them alike (median over ``--steps``).
+in turn so that the machine's load affects them alike (median over ``--steps``; the same as
+``train_step_benchmark --task clipsep --train_args "--config PATH"``).
 
     python -m espnet2_clip.bin.clipsep_benchmark [--threads 2] [--batch_size 8] [--steps 3] [--device cpu]
         [--backbone espnet_separator --backbone_conf "{out_channels: 32, separator: dprnn}"]
@@ -20,9 +21,8 @@ in turn so that the machine's load affects them alike (median over ``--steps``).
 import argparse
 import json
 import resource
-import statistics
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from espnet2.utils.nested_dict_action import NestedDictAction
@@ -30,8 +30,9 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2_clip.sep.espnet_model import ESPnetCLIPSepModel
 from espnet2_clip.sep.frontend import LogFreqSTFT
 from espnet2_clip.sep.heads import NoiseInvariantHead, QueryMaskHead
-from espnet2_clip.sep.query import EmbeddingQuery, LabelQuery
-from espnet2_clip.tasks.clipsep import CLIPSepTask, build_backbone
+from espnet2_clip.bin.train_step_benchmark import compare_train_steps, print_table
+from espnet2_clip.sep.query import EmbeddingQuery
+from espnet2_clip.tasks.clipsep import build_backbone
 from espnet2_clip.utils.cli import parse_args
 from espnet2_clip.utils.cpu import flush_denormals
 
@@ -51,47 +52,6 @@ def build(nit: bool, backbone: str = "unet", backbone_conf: Optional[Dict] = Non
     query = EmbeddingQuery(num_channels=net.out_channels, input_dim=512)
     head = NoiseInvariantHead(query) if nit else QueryMaskHead(query)
     return ESPnetCLIPSepModel(frontend, net, head)
-
-
-def dummy_query(model: ESPnetCLIPSepModel, clips: int, device: str) -> Optional[torch.Tensor]:
-    """Random training queries of the model's kind (None for a head without queries)."""
-    if not model.head.needs_query:
-        return None
-    query = model.head.query
-    if isinstance(query, LabelQuery):
-        return torch.randint(0, query.num_labels, (clips, 1), device=device)
-    return torch.randn(clips, query.input_dim, device=device)
-
-
-def compare_train_configs(paths: Sequence[str], steps: int, device: str) -> List[Dict]:
-    """Parameters and median seconds per training step of each config, steps taken in turn."""
-    runs = []
-    for path in paths:
-        args = CLIPSepTask.get_parser().parse_args(["--config", path])
-        torch.manual_seed(0)
-        model = CLIPSepTask.build_model(args).train().to(device)
-        clips = torch.randn(args.batch_size, args.clip_samples, device=device) * 0.1
-        runs.append({
-            "config": path, "backbone": type(model.backbone).__name__, "model": model,
-            "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3), "clips": clips,
-            "query": dummy_query(model, args.batch_size, device), "times": [],
-            "backbone_params": count(model.backbone), "params": count(model), "batch_clips": args.batch_size,
-            "clip_samples": args.clip_samples,
-        })
-    for step in range(steps + 1):  # the first step warms up
-        for run in runs:
-            sync(device)
-            start = time.perf_counter()
-            loss = run["model"](run["clips"], query=run["query"])[0]
-            run["optimizer"].zero_grad()
-            loss.backward()
-            run["optimizer"].step()
-            sync(device)
-            if step:
-                run["times"].append(time.perf_counter() - start)
-    keys = ("config", "backbone", "backbone_params", "params", "batch_clips", "clip_samples")
-    return [{**{key: run[key] for key in keys}, "s_per_step": statistics.median(run["times"]),
-             "s_per_step_min": min(run["times"])} for run in runs]
 
 
 def sync(device: str) -> None:
@@ -164,13 +124,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     torch.set_num_threads(args.threads)
     flush_denormals()
     if args.train_config:
-        results = compare_train_configs(args.train_config, args.steps, args.device)
-        print("| config | backbone | backbone params | params | batch (clips) | s / step (median, min) |")
-        print("|---|---|---:|---:|---:|---:|")
-        for r in results:
-            print(f"| {r['config']} | {r['backbone']} | {r['backbone_params'] / 1e6:.2f} M | {r['params'] / 1e6:.2f} M "
-                  f"| {r['batch_clips']} | {r['s_per_step']:.2f} ({r['s_per_step_min']:.2f}) |")
-        print(json.dumps(results))
+        print_table(compare_train_steps("clipsep", [["--config", path] for path in args.train_config], args.steps,
+                                        args.device))
         return
     torch.manual_seed(0)
     clipsep = build(nit=False, backbone=args.backbone, backbone_conf=args.backbone_conf)
