@@ -5,7 +5,7 @@ Example::
     python -m espnet2_clip.bin.make_bridge_world --output_dir world --seed 0
     python -m espnet2_clip.bin.make_bridge_world --output_dir world_ci --preset ci
     python -m espnet2_clip.bin.make_bridge_world --output_dir world_noisy --offscreen_noise_prob 0.5
-    python -m espnet2_clip.bin.make_bridge_world --output_dir world_recorded --sounds soundfont  # needs FluidSynth
+    python -m espnet2_clip.bin.make_bridge_world --output_dir world_recorded --sounds soundfont  # instruments; FluidSynth
     python -m espnet2_clip.bin.make_bridge_world --output_dir world_hum --offscreen_noise_prob 0.3 \
         --offscreen_kinds wind,hum --offscreen_max_sources 1 --offscreen_snr_db 0,6
 

@@ -5,7 +5,7 @@
 #
 #   ./run.sh                          # default world (26 min on 2 CPU cores, measured on a slow day)
 #   ./run.sh --setting ci             # tiny CI setting (a few minutes)
-#   ./run.sh --sounds soundfont       # the same world with recorded instruments (FluidSynth + a GM SoundFont:
+#   ./run.sh --sounds soundfont       # a world of recorded instruments, pictured and named (FluidSynth + a GM SoundFont:
 #                                     # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
 #   ./run.sh --world_dir DIR --stage 2   # your own world/data laid out like the bridge world
 set -euo pipefail

@@ -9,7 +9,7 @@
 #
 #   ./run.sh                     # default setting (about 30 minutes on 2 CPU cores)
 #   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD / SD, Griffin-Lim
-#   ./run.sh --sounds soundfont  # the same world with recorded instruments (FluidSynth + a GM SoundFont:
+#   ./run.sh --sounds soundfont  # a world of recorded instruments, pictured and named (FluidSynth + a GM SoundFont:
 #                                # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
 #   ./run.sh --world_dir DIR --data_stage 2   # your own world/data laid out like the bridge world
 #                                             # (stage 1 then skips the world generator)
