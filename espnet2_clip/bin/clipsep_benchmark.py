@@ -30,7 +30,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2_clip.sep.espnet_model import ESPnetCLIPSepModel
 from espnet2_clip.sep.frontend import LogFreqSTFT
 from espnet2_clip.sep.heads import NoiseInvariantHead, QueryMaskHead
-from espnet2_clip.bin.train_step_benchmark import compare_train_steps, print_table
+from espnet2_clip.bin.train_step_benchmark import compare_train_steps, count, print_table, sync
 from espnet2_clip.sep.query import EmbeddingQuery
 from espnet2_clip.tasks.clipsep import build_backbone
 from espnet2_clip.utils.cli import parse_args
@@ -38,10 +38,6 @@ from espnet2_clip.utils.cpu import flush_denormals
 
 CLIP_SAMPLES = 65535
 SAMPLE_RATE = 16000
-
-
-def count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def build(nit: bool, backbone: str = "unet", backbone_conf: Optional[Dict] = None) -> ESPnetCLIPSepModel:
@@ -52,11 +48,6 @@ def build(nit: bool, backbone: str = "unet", backbone_conf: Optional[Dict] = Non
     query = EmbeddingQuery(num_channels=net.out_channels, input_dim=512)
     head = NoiseInvariantHead(query) if nit else QueryMaskHead(query)
     return ESPnetCLIPSepModel(frontend, net, head)
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def train_throughput(model, batch: int, steps: int, device: str) -> float:
