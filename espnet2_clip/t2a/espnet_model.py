@@ -23,6 +23,7 @@ from espnet2_clip.t2a.diffusion import (
 from espnet2_clip.t2a.mel import MelFrontend
 from espnet2_clip.t2a.unet import DiffusionUNet
 from espnet2_clip.utils.backbone_runner import BackboneRunner
+from espnet2_clip.utils.weight_average import WeightAverage
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -35,6 +36,10 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
     embedding with probability ``cond_drop_prob``, the mel is noised at a uniform random
     step of the DDPM schedule and the U-Net regresses the noise (ε), the velocity (v) or the
     clean mel (MSE, optionally min-SNR-γ weighted per step).
+
+    With ``ema_decay``, a moving average of the U-Net and the null embedding is kept during training
+    and used whenever the model is not training: the validation loss (so ``valid.loss.best`` picks
+    the best averaged model) and sampling.
     """
 
     @typechecked
@@ -47,6 +52,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         prediction_type: str = "epsilon",
         snr_gamma: Optional[float] = None,
         train_precision: str = "fp32",
+        ema_decay: Optional[float] = None,
     ):
         """Initialize ESPnetCLIPSonicModel.
 
@@ -60,6 +66,8 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
             train_precision: ``fp32``, ``bf16`` (the U-Net under bfloat16 autocast in training; float32
                 weights, loss and sampling) or ``auto`` (bf16 where the device computes it natively).
                 See ``espnet2_clip.utils.backbone_runner``.
+            ema_decay: Keep an exponential moving average of the denoiser's weights with this decay
+                (e.g. 0.999) and evaluate / sample with it; None: use the trained weights.
         """
         super().__init__()
         if not 0.0 <= cond_drop_prob < 1.0:
@@ -77,6 +85,13 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         self.snr_gamma = snr_gamma
         self._train_sched = training_scheduler(self.schedule_conf, prediction_type)
         self.unet_runner = BackboneRunner(train_precision)
+        self.ema = None if ema_decay is None else WeightAverage(_Denoiser(unet, self.null_embedding), ema_decay)
+
+    def denoiser(self) -> "_Denoiser":
+        """The weights to use now: the trained ones in training, else their average if one is kept."""
+        if self.ema is not None and not self.training:
+            return self.ema.average
+        return _Denoiser(self.unet, self.null_embedding)
 
     @property
     def cond_dim(self) -> int:
@@ -126,6 +141,8 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         """
         if query is None:
             raise ValueError("CLIPSonic training needs a 'query' (CLIP embedding) for every clip")
+        if self.training and self.ema is not None:  # the weights of the previous optimiser step
+            self.ema.update(_Denoiser(self.unet, self.null_embedding))
         # the validation loss uses fixed noise/steps/drops so that it is comparable across epochs
         gen = None if self.training else torch.Generator().manual_seed(0)
         x0 = self.mel(speech).unsqueeze(1)
@@ -133,7 +150,8 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
         t = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=gen).to(x0.device)
         xt = self._train_sched.add_noise(x0, noise, t)
-        error = (self.unet_runner(self.unet, xt, t, cond) - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
+        prediction = self.unet_runner(self.denoiser().unet, xt, t, cond)
+        error = (prediction - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
         loss = (self.loss_weight(t).to(error.device) * error).mean()
         return loss, {"loss": loss.detach()}, torch.tensor(x0.shape[0], device=loss.device)
 
@@ -167,13 +185,14 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
 
         ``guidance_scale``: one w, or a (B,) tensor of scales, one per item (a sweep sampled as one batch).
         """
-        null = self.null_embedding.to(cond.dtype).expand_as(cond)
+        denoiser = self.denoiser()
+        null = denoiser.null_embedding.to(cond.dtype).expand_as(cond)
         if not isinstance(guidance_scale, torch.Tensor):
             if guidance_scale == 1.0:
-                return self.unet(x, t, cond)
+                return denoiser.unet(x, t, cond)
             if guidance_scale == 0.0:
-                return self.unet(x, t, null)
-        eps = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, cond]))
+                return denoiser.unet(x, t, null)
+        eps = denoiser.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, cond]))
         eps_uncond, eps_cond = eps.chunk(2)
         if isinstance(guidance_scale, torch.Tensor):
             guidance_scale = guidance_scale.to(eps.dtype).view(-1, *([1] * (eps.dim() - 1)))
@@ -217,6 +236,15 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
                         num_steps, generator=generator, device=device, prediction_type=self.prediction_type,
                         noise=noise)
         return x.squeeze(1)
+
+
+class _Denoiser(torch.nn.Module):
+    """What sampling needs of the trained weights: the U-Net and the null (unconditional) embedding."""
+
+    def __init__(self, unet: DiffusionUNet, null_embedding: torch.nn.Parameter):
+        super().__init__()
+        self.unet = unet
+        self.null_embedding = null_embedding
 
 
 def build_clipsonic_model(args: argparse.Namespace) -> ESPnetCLIPSonicModel:
