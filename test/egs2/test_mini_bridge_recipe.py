@@ -13,14 +13,37 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs2" / "mini_bridge" / "clipsep1"
 
 
-@pytest.fixture(scope="module")
-def recipe_run(tmp_path_factory):
-    """Run ./run.sh --setting ci in a copy of the recipe dir (outputs stay out of the repo)."""
-    root = tmp_path_factory.mktemp("egs2")
+def _recipe_copy(root: Path) -> Path:
     (root / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
     recipe = root / "mini_bridge" / "clipsep1"
     shutil.copytree(RECIPE, recipe, symlinks=True,
                     ignore=shutil.ignore_patterns("world_*", "data_*", "dump_*", "exp_*", "RESULTS.md", "images"))
+    return recipe
+
+
+def test_default_models_and_the_baselines_option(tmp_path):
+    """The default trains CLIPSep and CLIPSep-NIT; ``--baselines true`` adds the supervised references;
+    a bad value or a setting without baselines is refused before anything runs."""
+    recipe = _recipe_copy(tmp_path)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+    def run(*args):
+        return subprocess.run(["./run.sh", *args, "--stage", "100"], cwd=recipe, env=env, capture_output=True, text=True)
+
+    assert "models: clipsep clipsep_nit (stage 7: 2 at once)" in run().stdout
+    assert "models: clipsep clipsep_nit clipsep_text labelsep (stage 7: 2 at once)" in run("--baselines", "true").stdout
+    bad = run("--baselines", "yes")
+    assert bad.returncode == 1 and "--baselines must be true or false, got 'yes'" in bad.stderr
+    ci = run("--setting", "ci", "--baselines", "true")
+    assert ci.returncode == 1 and "the ci setting has no baseline configs" in ci.stderr
+    assert not (recipe / "world_default").exists()
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    """Run ./run.sh --setting ci in a copy of the recipe dir (outputs stay out of the repo)."""
+    root = tmp_path_factory.mktemp("egs2")
+    recipe = _recipe_copy(root)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     proc = subprocess.run(["./run.sh", "--setting", "ci"], cwd=recipe, env=env, capture_output=True, text=True)
     (root / "run.log").write_text(proc.stdout + proc.stderr)

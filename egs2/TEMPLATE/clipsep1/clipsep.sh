@@ -79,6 +79,7 @@ model_license demo_examples"
 . "${template_dir}/../scripts/template_common.sh"  # run, train_cmd, CLIP paths, config_value, model_tag, launch_training
 
 [ -n "${corpus_name}" ] || corpus_name=$(basename "$(dirname "$(pwd)")")  # egs2/<corpus>/clipsep1
+log "models: $(for config in ${train_configs}; do model_tag "${config}"; done | xargs) (stage 7: ${train_nj} at once)"
 test_dirs=()
 for entry in ${test_sets}; do test_dirs+=("${entry%%:*}"); done
 [ ${#test_dirs[@]} -gt 0 ] || { log "error: --test_sets is empty"; exit 1; }

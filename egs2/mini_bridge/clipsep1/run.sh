@@ -3,7 +3,8 @@
 # trained on captioned images only, CLIPSep trained on the videos with image queries, and
 # evaluation with TEXT queries. Prints the RESULTS.md table.
 #
-#   ./run.sh                          # default world (26 min on 2 CPU cores, measured on a slow day)
+#   ./run.sh                          # default: CLIPSep and CLIPSep-NIT (about 20 min on 2 CPU cores)
+#   ./run.sh --baselines true         # + the supervised references CLIPSep-Text and LabelSep (about 5 min more)
 #   ./run.sh --setting ci             # tiny CI setting (a few minutes)
 #   ./run.sh --sounds soundfont       # a world of recorded instruments, pictured and named (FluidSynth + a GM SoundFont:
 #                                     # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
@@ -15,6 +16,7 @@ setting=default   # default | ci  (selects conf/ or conf/ci/)
 seed=0            # the world, the small CLIP and every model's training
 offscreen_noise_prob=0.5  # share of training videos with off-screen sounds (0: a clean world, one test set)
 sounds=synth      # the class sounds: synth (synthesised signatures) | soundfont (recorded instruments)
+baselines=false   # true: also train the supervised references CLIPSep-Text and LabelSep (paper Table 1's rows)
 
 world_dir=""      # default: world_<setting> (stage 1 generates the world there)
 stage=1           # 2: ${world_dir} is your own world (no generator)
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
         --seed) seed=$2; shift 2 ;;
         --offscreen_noise_prob) offscreen_noise_prob=$2; shift 2 ;;
         --sounds) sounds=$2; shift 2 ;;
+        --baselines) baselines=$2; shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -36,12 +39,20 @@ done
 case "${setting}" in
     default)  # two models trained at once (on 2 cores: a thread each; small batches use a core better alone)
         preset=default; clip_steps=150; train_nj=2
-        configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml conf/train_clipsep_text.yaml conf/train_labelsep.yaml" ;;
+        configs="conf/train_clipsep.yaml conf/train_clipsep_nit.yaml"
+        baseline_configs="conf/train_clipsep_text.yaml conf/train_labelsep.yaml" ;;
         # --train_configs "... conf/train_clipsep_dprnn.yaml" adds CLIPSep on ESPnet's DPRNN separator (slower than the U-Net)
     ci)  # CLIPSep and CLIPSep-NIT only, small models: a few minutes
         preset=ci; clip_steps=60; train_nj=1
-        configs="conf/ci/train_clipsep.yaml conf/ci/train_clipsep_nit.yaml" ;;
+        configs="conf/ci/train_clipsep.yaml conf/ci/train_clipsep_nit.yaml"
+        baseline_configs="" ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
+esac
+case "${baselines}" in
+    true) [ -n "${baseline_configs}" ] || { echo "$0: --baselines true: the ${setting} setting has no baseline configs" >&2; exit 1; }
+          configs+=" ${baseline_configs}" ;;
+    false) ;;
+    *) echo "$0: --baselines must be true or false, got '${baselines}'" >&2; exit 1 ;;
 esac
 
 # the clean test set (another class as the interference) and, in a noisy world, the NIT condition
