@@ -15,7 +15,7 @@
 #   5  diffusion prior on the captioned images' CLIP (text, image) embedding pairs  (--prior_config);
 #      or none: PD with a published prior (--pretrained_prior laion)
 #   6  diffusion models (ESPnet trainer): --image_config -> the model of CLIP image embeddings of frames
-#      (IQ; ZS / PD at inference); --text_config -> SD (CLIP text embeddings of the labels)
+#      (IQ; ZS / PD at inference); --text_config -> SD (CLIP text embeddings of the labels); --train_nj at once
 #   7  generation for every variant (IQ: test image queries; ZS: text fed directly; PD: text
 #      through the prior; SD) and every guidance scale of --guidance_scales (all scales in one pass;
 #      the query list split over --inference_nj jobs, merged into exp/<tag>/gen_<variant>_w<w>/wav.scp)
@@ -68,6 +68,7 @@ image_config=""        # stage 6: config of the model trained on CLIP IMAGE embe
 text_config=""         # stage 6: config of the model trained on CLIP TEXT embeddings of the labels (SD reference)
                        # (one exp/<tag> each, tag = config file name minus train_; empty: not trained)
 train_args=""
+train_nj=1             # stage 6: models trained at once (unless OMP_NUM_THREADS is set, each on nproc / train_nj threads)
 gen_vocoder=hifigan    # hifigan (the stage-4 vocoder, if trained) | griffin_lim
 gen_per_class=4        # text queries per class (different seeds)
 gen_images_per_class=0 # image queries per class from the test set (0: all)
@@ -98,7 +99,7 @@ model_license=cc-by-4.0  # licence of the model weights stated in the model card
 
 _option_names="stage stop_stage nj ngpu gpu_inference inference_nj inference_cmd num_nodes train_cmd python world_dir data_dir dump_dir exp_dir
 local_data_args data_stage train_clip clip_train_args clip_model clip_pretrained frame_size vocoder_config vocoder_args
-prior_config prior_args pretrained_prior image_config text_config train_args gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
+prior_config prior_args pretrained_prior image_config text_config train_args train_nj gen_vocoder gen_per_class gen_images_per_class guidance_scales main_guidance
 gen_steps gen_batch_size variants eval_classifier classifier_args fad_model clap_model benchmark_samples results_title
 corpus_name model_license demo_examples"
 . "${template_dir}/../scripts/parse_options.sh"
@@ -237,31 +238,35 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ] && [ -n "${prior_config}" ]; th
     fi
 fi
 
+train_model() {  # train_model "TRAIN_QUERY CONFIG": stage 6 for one model
+    local train_query config tag qscp data_opts mode extra popts
+    read -r train_query config <<< "$1"
+    tag=$(model_tag "${config}")
+    qscp=query_image.scp
+    [ "${train_query}" = image ] || qscp=query_text_${tag}.scp  # stage 1's label-text embeddings
+    log "Stage 6: train ${tag} (${config}, conditioned on CLIP ${train_query} embeddings) -> ${exp_dir}/${tag}"
+    data_opts=()
+    for mode in train valid; do
+        # wav.scp as ESPnet's "text" type: the preprocessor gets each path and reads only the crop
+        data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech,text"
+                    --${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/${qscp},query,npy"
+                    --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
+    done
+    extra=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
+    # recorded in config.yaml (used by TextToAudio and packed with the model)
+    if [ "${gen_vocoder}" = hifigan ] && [ -f "${voc_file}" ]; then
+        extra+=(--vocoder_config "${voc_dir}/config.yaml" --vocoder_file "${voc_file}")
+    fi
+    if [ "${train_query}" = image ]; then
+        read -r -a popts <<< "$(prior_opts)"
+        extra+=("${popts[@]}")
+    fi
+    launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsonic_train \
+        --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args} < /dev/null
+}
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    while read -r train_query config; do
-        tag=$(model_tag "${config}")
-        qscp=query_image.scp
-        [ "${train_query}" = image ] || qscp=query_text_${tag}.scp  # stage 1's label-text embeddings
-        log "Stage 6: train ${tag} (${config}, conditioned on CLIP ${train_query} embeddings) -> ${exp_dir}/${tag}"
-        data_opts=()
-        for mode in train valid; do
-            # wav.scp as ESPnet's "text" type: the preprocessor gets each path and reads only the crop
-            data_opts+=(--${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/wav.scp,speech,text"
-                        --${mode}_data_path_and_name_and_type "${dump_dir}/${mode}/${qscp},query,npy"
-                        --${mode}_shape_file "${dump_dir}/${mode}/wav.scp")
-        done
-        extra=(--query_encoder_conf "{model_name: ${clip_model}, pretrained: ${clip_pretrained}}")
-        # recorded in config.yaml (used by TextToAudio and packed with the model)
-        if [ "${gen_vocoder}" = hifigan ] && [ -f "${voc_file}" ]; then
-            extra+=(--vocoder_config "${voc_dir}/config.yaml" --vocoder_file "${voc_file}")
-        fi
-        if [ "${train_query}" = image ]; then
-            read -r -a popts <<< "$(prior_opts)"
-            extra+=("${popts[@]}")
-        fi
-        launch_training "${exp_dir}/${tag}/train.log" "${exp_dir}/${tag}" espnet2_clip.bin.clipsonic_train \
-            --config "${config}" "${data_opts[@]}" "${extra[@]}" ${train_args} < /dev/null
-    done < <(models)
+    mapfile -t model_lines < <(models)
+    [ ${#model_lines[@]} -eq 0 ] || run_at_once "${train_nj}" train_model "${model_lines[@]}"
 fi
 
 # The variants a model generates: "VARIANT option value [option]" lines.

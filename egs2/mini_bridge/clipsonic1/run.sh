@@ -36,10 +36,11 @@ done
 
 case "${setting}" in
     default) conf=conf; preset=default; clip_steps=150; text_config=conf/train_clipsonic_sd.yaml
-             gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3 5"
+             # --train_nj 2: the IQ and SD models side by side, a thread each (small batches use a core better alone)
+             setting_opts=(--train_nj 2 --gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3 5"
                        --gen_steps 25 --classifier_args "--steps 300 --clip_samples 16383") ;;
     ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=conf/ci/train_clipsonic_sd.yaml
-        gen_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
+        setting_opts=(--train_nj 2 --gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
                   --gen_steps 10 --classifier_args "--steps 150 --clip_samples 16383"
                   --vocoder_config conf/train_vocoder_hifigan.yaml --vocoder_args "--num_iters_per_epoch 5 --max_epoch 1") ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
@@ -62,6 +63,6 @@ esac
     --prior_config "${conf}/train_prior.yaml" \
     --image_config "${conf}/train_clipsonic_iq.yaml" \
     --text_config "${text_config}" \
-    "${gen_opts[@]}" \
+    "${setting_opts[@]}" \
     --results_title "CLIPSonic on the bridge world (${name})" \
     "${args[@]}"

@@ -228,7 +228,7 @@ def test_unet_loads_checkpoints_from_before_diffusers_timestep_embedding():
 
 def test_mini_recipe_configs_train_in_auto_precision():
     """The mini recipe's default IQ / SD configs build models whose U-Net trains in bf16 where the CPU has
-    bfloat16 units (the option reaches the model through ``model_conf``)."""
+    bfloat16 units and that keep a weight average (the options reach the model through ``model_conf``)."""
     from pathlib import Path
 
     from espnet2_clip.tasks.clipsonic import CLIPSonicTask
@@ -238,6 +238,7 @@ def test_mini_recipe_configs_train_in_auto_precision():
         args = CLIPSonicTask.get_parser().parse_args(["--config", str(conf / name)])
         model = CLIPSonicTask.build_model(args)
         assert model.unet_runner.precision == "auto", name
+        assert model.ema is not None and model.ema.decay == 0.999, name  # sampled with averaged weights
 
 
 def test_weight_average_is_what_validation_and_sampling_use():
