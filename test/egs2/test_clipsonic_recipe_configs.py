@@ -40,3 +40,31 @@ def test_mini_configs_build_and_fit_the_cpu_budget():
         assert config["clip_samples"] == 16383
     assert 2.5e6 < counts["train_clipsonic_iq.yaml"] < 3.5e6  # "2.9 M" in the config's comment
     assert 0.8e6 < counts["ci/train_clipsonic_iq.yaml"] < 1.4e6  # "1.1 M"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        assert not repeated, f"keys given twice at line {node.start_mark.line + 1}: {repeated}"
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("conf", CONF_DIRS, ids=lambda p: p.parent.parent.name)
+def test_model_conf_reaches_the_model_and_trained_configs_average_weights(conf):
+    """Every diffusion config's ``model_conf`` is accepted by the model, no key is given twice, and the
+    configs that train for real (not the CI ones) sample with a moving average of the weights."""
+    from espnet2_clip.t2a.espnet_model import ESPnetCLIPSonicModel
+    from espnet2_clip.t2a.mel import MelFrontend
+    from espnet2_clip.t2a.unet import DiffusionUNet
+
+    for path in _diffusion_configs(conf):
+        config = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        unet = DiffusionUNet(cond_dim=config["unet_conf"]["cond_dim"], channels=(8,), attention_levels=(),
+                             emb_dim=16, groups=4)  # a tiny U-Net: the configs' own sizes are tested above
+        model = ESPnetCLIPSonicModel(MelFrontend(**config["mel_conf"]), unet, **config["model_conf"])
+        if "ci" in path.relative_to(conf).parts:
+            continue
+        assert model.ema is not None and 0.99 <= model.ema.decay < 1.0, path
