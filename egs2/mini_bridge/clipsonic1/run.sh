@@ -7,7 +7,7 @@
 # references. Scored by an audio classifier trained on the world's audio: relevance (accuracy,
 # chance 1/K) and a Fréchet distance in its embedding space; guidance-scale sweep in RESULTS.md.
 #
-#   ./run.sh                     # default setting (about 37 minutes on 2 CPU cores)
+#   ./run.sh                     # default setting (about 31 minutes on 2 CPU cores)
 #   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD / SD, Griffin-Lim
 #   ./run.sh --sounds soundfont  # a world of recorded instruments, pictured and named (FluidSynth + a GM SoundFont:
 #                                # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
