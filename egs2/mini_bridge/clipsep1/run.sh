@@ -3,8 +3,8 @@
 # trained on captioned images only, CLIPSep trained on the videos with image queries, and
 # evaluation with TEXT queries. Prints the RESULTS.md table.
 #
-#   ./run.sh                          # default: CLIPSep and CLIPSep-NIT (about 20 min on 2 CPU cores)
-#   ./run.sh --baselines true         # + the supervised references CLIPSep-Text and LabelSep (about 5 min more)
+#   ./run.sh                          # default: CLIPSep and CLIPSep-NIT (17 min on 2 CPU cores)
+#   ./run.sh --baselines true         # + the supervised references CLIPSep-Text and LabelSep (600 updates each)
 #   ./run.sh --setting ci             # tiny CI setting (a few minutes)
 #   ./run.sh --sounds soundfont       # a world of recorded instruments, pictured and named (FluidSynth + a GM SoundFont:
 #                                     # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
