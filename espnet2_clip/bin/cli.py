@@ -528,7 +528,9 @@ def cmd_info(args: argparse.Namespace) -> None:
     files = resolve_model(args.model)
     try:
         state = torch.load(files.model_file, map_location="cpu", weights_only=True)
-        params = sum(v.numel() for v in state.values() if hasattr(v, "numel"))
+        # a weight average (CLIPSonic's ``ema.*``) is a second copy of some weights, not more parameters
+        params = sum(v.numel() for k, v in state.items() if hasattr(v, "numel") and not k.startswith("ema."))
+        averaged = any(k.startswith("ema.") for k in state)
     except Exception as exc:
         raise CLIError(f"--model_tag '{args.model}': cannot read checkpoint '{files.model_file}' "
                        f"({type(exc).__name__}: {one_line(exc, 120)})") from exc
@@ -540,7 +542,8 @@ def cmd_info(args: argparse.Namespace) -> None:
         f"query encoder: {config.get('query_encoder')} {Path(str(conf.get('model_name', '-'))).name}",
         f"sample rate: {config.get('sample_rate', (config.get('mel_conf') or {}).get('fs'))} Hz, "
         f"clip: {config.get('clip_samples')} samples",
-        f"parameters: {params:,} ({files.model_file.stat().st_size / 2**20:.1f} MiB checkpoint)",
+        f"parameters: {params:,} ({files.model_file.stat().st_size / 2**20:.1f} MiB checkpoint"
+        f"{', with their moving average' if averaged else ''})",
     ]
     if files.task == "separate":
         lines.append(f"head: {config.get('head')}, train query: {config.get('train_query', config.get('query'))}")

@@ -50,7 +50,8 @@ def models(tmp_path_factory, tiny_clip_dir):
                query_conf={"input_dim": 32}, batch_size=4)
     sonic = dict(common, mel_conf={"fs": SR, "n_fft": 256, "hop_length": 64, "n_mels": 16, "fmin": 0, "fmax": 8000},
                  unet_conf={"cond_dim": 32, "channels": [8, 16], "attention_levels": [1], "num_heads": 2,
-                            "emb_dim": 32, "groups": 4}, batch_size=2, use_matplotlib=False, use_tensorboard=False)
+                            "emb_dim": 32, "groups": 4}, batch_size=2, use_matplotlib=False, use_tensorboard=False,
+                 model_conf={"ema_decay": 0.9})  # generated with averaged weights, as the recipes' models
     for name, config, train, key in (("sep", sep, clipsep_train, "speech_ref1"),
                                      ("sonic", sonic, clipsonic_train, "speech")):
         data = root / f"data_{name}"
@@ -348,6 +349,19 @@ def _check_info(name, models, lines):
     """``espnet2-clip info``: the model's facts, then its card's (or says it has none)."""
     task = "CLIPSonic (text-to-audio)" if name in ("info-exp", "info-zip-unscored") else "CLIPSep (text-queried"
     assert lines[1].startswith(f"task: {task}") and lines[4].startswith("parameters: ")
+    # the weight average is a copy, not more parameters: the count is the U-Net's and the null embedding's
+    averaged = name in ("info-exp", "info-zip-unscored")
+    assert lines[4].endswith("MiB checkpoint, with their moving average)" if averaged else "MiB checkpoint)"), lines[4]
+    if averaged:  # the count of the same model without an average
+        from espnet2_clip.t2a.espnet_model import ESPnetCLIPSonicModel
+        from espnet2_clip.t2a.mel import MelFrontend
+        from espnet2_clip.t2a.unet import DiffusionUNet
+
+        plain = ESPnetCLIPSonicModel(
+            MelFrontend(fs=SR, n_fft=256, hop_length=64, n_mels=16, fmin=0, fmax=8000),
+            DiffusionUNet(cond_dim=32, channels=(8, 16), attention_levels=(1,), num_heads=2, emb_dim=32, groups=4))
+        expected = sum(v.numel() for v in plain.state_dict().values())
+        assert lines[4].startswith(f"parameters: {expected:,} ("), lines[4]
     card = lines[lines.index("") + 1:]
     if name == "info-zip":
         assert card == [
