@@ -142,7 +142,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         if query is None:
             raise ValueError("CLIPSonic training needs a 'query' (CLIP embedding) for every clip")
         if self.training and self.ema is not None:  # the weights of the previous optimiser step
-            self.ema.update(_Denoiser(self.unet, self.null_embedding))
+            self.ema.update(self.denoiser())
         # the validation loss uses fixed noise/steps/drops so that it is comparable across epochs
         gen = None if self.training else torch.Generator().manual_seed(0)
         x0 = self.mel(speech).unsqueeze(1)
