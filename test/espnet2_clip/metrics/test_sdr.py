@@ -87,7 +87,12 @@ def test_several_estimates_score_as_one_at_a_time(backend):
     alone = [target_sdr_sir_sar(target, interf, est, other, backend=backend) for est, other in pairs]
     assert together[1] is None and alone[1] is None
     for a, b in zip(together[:1] + together[2:], alone[:1] + alone[2:]):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+        a, b = np.asarray(a), np.asarray(b)
+        # an estimate in the references' span (the last two) has no artefacts: its SAR, ~270 dB, is the log of
+        # rounding error, whose digits depend on the order of the sums; every other number must agree
+        exact = (a < 150) | (b < 150)
+        np.testing.assert_allclose(a[exact], b[exact], rtol=0, atol=1e-9)
+        assert (a[~exact] > 150).all() and (b[~exact] > 150).all()
     assert together[0].sdr > together[2].sdr + 5  # more target in the estimate, higher SDR
     assert target_scores(np.zeros(N), interf, pairs, backend=backend) == [None] * len(pairs)
 
