@@ -13,18 +13,45 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "egs2" / "mini_bridge"
 
 
-@pytest.fixture(scope="module")
-def recipe_run(tmp_path_factory):
-    """Run ./run.sh --setting ci in a copy of the recipe dir (outputs stay out of the repo)."""
-    root = tmp_path_factory.mktemp("egs2")
+def _recipe_copy(root: Path) -> Path:
     (root / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
     ignore = shutil.ignore_patterns("world_*", "data_*", "dump_*", "exp_*", "RESULTS.md", "images")
     # clipsonic1 shares clipsep1's local/ (a symlink), so both are copied
     for name in ("clipsep1", "clipsonic1"):
         shutil.copytree(RECIPES / name, root / "mini_bridge" / name, symlinks=True, ignore=ignore)
-    recipe = root / "mini_bridge" / "clipsonic1"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    proc = subprocess.run(["./run.sh", "--setting", "ci"], cwd=recipe, env=env, capture_output=True, text=True)
+    return root / "mini_bridge" / "clipsonic1"
+
+
+def _env() -> dict:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+
+def test_default_model_and_the_baselines_option(tmp_path):
+    """The default trains the IQ model alone (on every core); ``--baselines true`` adds the supervised
+    reference SD beside it, a thread each; a bad value is refused before anything runs."""
+    recipe = _recipe_copy(tmp_path)
+
+    def run(*args):
+        return subprocess.run(["./run.sh", *args, "--stage", "100"], cwd=recipe, env=_env(), capture_output=True,
+                              text=True)
+
+    assert "models: clipsonic_iq (stage 6: 1 at once)" in run().stdout
+    assert "models: clipsonic_iq clipsonic_sd (stage 6: 2 at once)" in run("--baselines", "true").stdout
+    assert "models: clipsonic_iq clipsonic_sd (stage 6: 2 at once)" in run("--setting", "ci", "--baselines",
+                                                                            "true").stdout
+    bad = run("--baselines", "yes")
+    assert bad.returncode == 1 and "--baselines must be true or false, got 'yes'" in bad.stderr
+    assert not (recipe / "world_default").exists()
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    """Run ./run.sh --setting ci --baselines true (IQ and SD) in a copy of the recipe dir (outputs stay out of
+    the repo)."""
+    recipe = _recipe_copy(tmp_path_factory.mktemp("egs2"))
+    root = recipe.parents[1]
+    proc = subprocess.run(["./run.sh", "--setting", "ci", "--baselines", "true"], cwd=recipe, env=_env(),
+                          capture_output=True, text=True)
     (root / "run.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     return recipe
@@ -122,13 +149,14 @@ def test_a_users_world_is_never_overwritten(recipe_run, tmp_path):
     dirs = ["--data_dir", "data_mine", "--dump_dir", "dump_mine", "--exp_dir", "exp_mine",  # the CI run's CLIP
             "--train_clip", "false", "--clip_model", str(recipe_run / "exp_ci" / "clip" / "open_clip_config.json"),
             "--clip_pretrained", str(recipe_run / "exp_ci" / "clip" / "open_clip_model.safetensors")]
-    refused = subprocess.run(["./run.sh", "--setting", "ci", "--world_dir", str(mine), "--stop_stage", "1", *dirs],
+    refused = subprocess.run(["./run.sh", "--setting", "ci", "--baselines", "true", "--world_dir", str(mine), "--stop_stage", "1", *dirs],
                              cwd=recipe_run, capture_output=True, text=True)
     assert refused.returncode != 0
     assert "holds data the bridge world generator did not write (data)" in refused.stderr
     assert "--data_stage 2" in refused.stderr
     assert _snapshot(mine) == before
-    proc = subprocess.run(["./run.sh", "--setting", "ci", "--world_dir", str(mine), "--data_stage", "2",
+    proc = subprocess.run(["./run.sh", "--setting", "ci", "--baselines", "true", "--world_dir", str(mine),
+                           "--data_stage", "2",
                            "--stop_stage", "2", *dirs], cwd=recipe_run, capture_output=True, text=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert _snapshot(mine) == before

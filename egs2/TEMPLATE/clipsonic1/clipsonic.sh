@@ -110,6 +110,7 @@ models() {  # "TRAIN_QUERY CONFIG" lines
     return 0
 }
 has_variant() { case " ${variants} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+log "models: $(models | while read -r _ config; do model_tag "${config}"; done | xargs) (stage 6: ${train_nj} at once)"
 [ -n "${corpus_name}" ] || corpus_name=$(basename "$(dirname "$(pwd)")")  # egs2/<corpus>/clipsonic1
 gen=${dump_dir}/gen
 voc_dir=${exp_dir}/vocoder

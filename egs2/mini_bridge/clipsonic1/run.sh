@@ -7,8 +7,9 @@
 # references. Scored by an audio classifier trained on the world's audio: relevance (accuracy,
 # chance 1/K) and a Fréchet distance in its embedding space; guidance-scale sweep in RESULTS.md.
 #
-#   ./run.sh                     # default setting (about 31 minutes on 2 CPU cores)
-#   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD / SD, Griffin-Lim
+#   ./run.sh                     # default setting (about 15 minutes on 2 CPU cores)
+#   ./run.sh --baselines true    # + the supervised reference SD (trained on the labels' CLIP text embeddings)
+#   ./run.sh --setting ci        # tiny CI setting (a few minutes): IQ / ZS / PD, Griffin-Lim
 #   ./run.sh --sounds soundfont  # a world of recorded instruments, pictured and named (FluidSynth + a GM SoundFont:
 #                                # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
 #   ./run.sh --world_dir DIR --data_stage 2   # your own world/data laid out like the bridge world
@@ -22,6 +23,7 @@ seed=0
 # were measured on; clipsep1's default adds other classes' sounds and babble, for CLIPSep-NIT)
 offscreen_noise_prob=0.3
 sounds=synth      # the class sounds: synth (synthesised signatures) | soundfont (recorded instruments)
+baselines=false   # true: also train the supervised reference SD, side by side with the IQ model (a thread each)
 
 args=()
 while [ $# -gt 0 ]; do
@@ -30,20 +32,27 @@ while [ $# -gt 0 ]; do
         --seed) seed=$2; shift 2 ;;
         --offscreen_noise_prob) offscreen_noise_prob=$2; shift 2 ;;
         --sounds) sounds=$2; shift 2 ;;
+        --baselines) baselines=$2; shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done
 
 case "${setting}" in
     default) conf=conf; preset=default; clip_steps=150; text_config=conf/train_clipsonic_sd.yaml
-             # --train_nj 2: the IQ and SD models side by side, a thread each (small batches use a core better alone)
-             setting_opts=(--train_nj 2 --gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3 5"
+             setting_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3 5"
                        --gen_steps 25 --classifier_args "--steps 300 --clip_samples 16383") ;;
     ci) conf=conf/ci; preset=ci; clip_steps=60; text_config=conf/ci/train_clipsonic_sd.yaml
-        setting_opts=(--train_nj 2 --gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
+        setting_opts=(--gen_vocoder griffin_lim --gen_per_class 3 --gen_images_per_class 3 --guidance_scales "1 3"
                   --gen_steps 10 --classifier_args "--steps 150 --clip_samples 16383"
                   --vocoder_config conf/train_vocoder_hifigan.yaml --vocoder_args "--num_iters_per_epoch 5 --max_epoch 1") ;;
     *) echo "$0: unknown --setting ${setting} (default|ci)" >&2; exit 1 ;;
+esac
+# the IQ model alone takes every core; with SD the two train side by side, a thread each (small batches use a
+# core better alone than two threads do)
+case "${baselines}" in
+    true) train_nj=2 ;;
+    false) train_nj=1; text_config="" ;;
+    *) echo "$0: --baselines must be true or false, got '${baselines}'" >&2; exit 1 ;;
 esac
 # a world of recorded sounds has its own directories (world_default_soundfont, exp_default_soundfont, ...)
 case "${sounds}" in
@@ -63,6 +72,7 @@ esac
     --prior_config "${conf}/train_prior.yaml" \
     --image_config "${conf}/train_clipsonic_iq.yaml" \
     --text_config "${text_config}" \
+    --train_nj "${train_nj}" \
     "${setting_opts[@]}" \
     --results_title "CLIPSonic on the bridge world (${name})" \
     "${args[@]}"
