@@ -334,6 +334,7 @@ def inference(args: argparse.Namespace) -> None:
     logging.info(f"{len(keys)} queries x {len(dirs)} guidance scales; text queries: {t2a.variant}; "
                  f"vocoder: {'HiFi-GAN' if t2a.vocoder is not None else 'Griffin-Lim'}")
     scps: Dict[str, Dict[str, str]] = {w: {} for w in dirs}
+    peaks: Dict[str, List[float]] = {w: [] for w in dirs}
     for start in tqdm(range(0, len(keys), args.batch_size), desc="generate"):
         batch = keys[start : start + args.batch_size]
         kinds, items = zip(*(queries[key] for key in batch))
@@ -342,12 +343,19 @@ def inference(args: argparse.Namespace) -> None:
         for w, scale_mels in zip(dirs, mels):
             for key, mel in zip(batch, scale_mels):
                 path = dirs[w] / "wav" / f"{key}.wav"
+                wave = t2a.mel_to_wave(mel)
+                peaks[w].append(float(np.abs(wave).max(initial=0.0)))
                 with atomic_path(path) as tmp:
-                    sf.write(tmp, t2a.mel_to_wave(mel), t2a.sample_rate, format="WAV", subtype="FLOAT")
+                    sf.write(tmp, wave, t2a.sample_rate, format="WAV", subtype="FLOAT")
                 scps[w][key] = str(path.resolve())
     for w, out_dir in dirs.items():
         write_scp(out_dir / "wav.scp", scps[w])
         logging.info(f"wrote {len(scps[w])} clips to {out_dir}")
+        loud = [p for p in peaks[w] if p > 1.0]
+        if loud:
+            logging.warning(f"w = {w}: {len(loud)} of {len(peaks[w])} clips in {out_dir} peak above full scale "
+                            f"(highest {max(loud):.2f}; guidance raises the level): the float WAVs keep them whole, "
+                            "but players and 16-bit conversion clip them; scale them before listening")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """A static demo page like the papers' ones: examples with audio players and spectrograms.
 
 :func:`write_site` turns a :class:`DemoPage` into ``<site>/index.html``, ``<site>/audio/*.wav``
-(16-bit PCM, which every browser plays) and ``<site>/img/*.png`` (spectrograms and copied query
+(16-bit PCM, which every browser plays; a clip that peaks above full scale, as strongly guided
+generations can, is scaled down to fit, not clipped, and its caption says by how much) and ``<site>/img/*.png`` (spectrograms and copied query
 images). Links are relative; the page has no script and loads no stylesheet, font or image from
 elsewhere, so it works offline, from any web server or from the file system. Every text is
 escaped with :func:`html.escape`.
@@ -28,6 +29,7 @@ from espnet2_clip.utils.fileio import slug
 PathLike = Union[str, os.PathLike]
 GENERATOR = "espnet2-clip demo"
 AUDIO_SUBTYPE = "PCM_16"
+FULL_SCALE_PEAK = 0.99  # a clip above full scale is scaled to peak here (not clipped)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 SPEC_RANGE_DB = (-100.0, 0.0)  # colour range of every spectrogram (dB re. a full-scale sine's peak)
 
@@ -42,6 +44,7 @@ div.row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: .8em; ma
           border-top: 1px dashed #eee; padding-top: .5em; }
 div.heading { width: 12em; font-weight: bold; padding-top: 1.4em; overflow-wrap: anywhere; }
 figure { margin: 0; width: 320px; } figcaption { font-size: .85em; margin-bottom: .2em; }
+figcaption span.gain { color: #555; font-size: .9em; }
 figure audio { width: 320px; display: block; } figure img { display: block; margin-top: .2em; }
 figure.query-image { width: auto; } figure.query-image img { width: 128px; height: auto; }
 """
@@ -190,8 +193,17 @@ def _load(clip: DemoClip, max_seconds: Optional[float]) -> Tuple[np.ndarray, int
         return reader.read(0, frames).T, reader.samplerate
 
 
+def fit_full_scale(wave: np.ndarray) -> Tuple[np.ndarray, float]:
+    """``wave`` scaled down to peak at ``FULL_SCALE_PEAK`` if it peaks above full scale (16-bit PCM would clip
+    it: audible distortion), else unchanged; returns it and the gain in dB (0 when unchanged)."""
+    peak = float(np.max(np.abs(wave), initial=0.0))
+    if peak <= 1.0:
+        return wave, 0.0
+    return wave * (FULL_SCALE_PEAK / peak), 20 * np.log10(FULL_SCALE_PEAK / peak)
+
+
 def _write_wav(path: Path, wave: np.ndarray, fs: int) -> None:
-    sf.write(str(path), np.clip(wave, -1.0, 1.0), fs, subtype=AUDIO_SUBTYPE, format="WAV")
+    sf.write(str(path), wave, fs, subtype=AUDIO_SUBTYPE, format="WAV")
 
 
 def _write_spectrogram(path: Path, wave: np.ndarray, fs: int) -> Tuple[int, int]:
@@ -234,11 +246,14 @@ class _SiteWriter:
 
     def clip(self, clip: DemoClip) -> str:
         wave, fs = _load(clip, self.max_seconds)
+        wave, gain_db = fit_full_scale(wave)
         name = self._name(clip.label)
         _write_wav(self.root / "audio" / f"{name}.wav", wave, fs)
         width, height = _write_spectrogram(self.root / "img" / f"{name}.png", wave, fs)
         label = html.escape(clip.label)
-        return (f'<figure class="clip"><figcaption>{label}</figcaption>'
+        caption = label + (f' <span class="gain">(scaled by {gain_db:.1f} dB: it peaked above full scale)</span>'
+                           if gain_db else "")
+        return (f'<figure class="clip"><figcaption>{caption}</figcaption>'
                 f'<audio controls preload="auto" src="audio/{name}.wav"></audio>'
                 f'<img src="img/{name}.png" width="{width}" height="{height}" alt="spectrogram: {label}">'
                 "</figure>")

@@ -96,6 +96,32 @@ def test_generation_cli_text_and_embedding(trained):
     assert fs == SR and wave.shape == (CLIP,)
 
 
+def test_clips_above_full_scale_are_kept_whole_and_reported(trained, monkeypatch, caplog):
+    from espnet2_clip.bin import clipsonic_inference
+
+    root, exp = trained
+    (root / "loud_text").write_text("q0 a pure tone\nq1 white noise\n")
+    mel_to_wave = clipsonic_inference.TextToAudio.mel_to_wave
+    peaks = iter([0.5, 0.5, 2.5, 0.5])  # w = 1 then w = 3, per query: only q0 at w = 3 goes above full scale
+
+    def at_peak(self, mel):  # the tiny model's own level means nothing: set each clip's peak
+        wave = mel_to_wave(self, mel)
+        return wave * (next(peaks) / np.abs(wave).max())
+
+    monkeypatch.setattr(clipsonic_inference.TextToAudio, "mel_to_wave", at_peak)
+    out = root / "gen_loud_{w}"
+    with caplog.at_level("WARNING"):
+        clipsonic_inference.main(["--train_config", str(exp / "config.yaml"), "--model_file",
+                                  str(exp / "valid.loss.best.pth"), "--num_steps", "2", "--batch_size", "2",
+                                  "--guidance_scale", "1", "3", "--query_text", str(root / "loud_text"),
+                                  "--output_dir", str(out)])
+    loud, _ = sf.read(root / "gen_loud_3" / "wav" / "q0.wav")
+    assert np.abs(loud).max() == pytest.approx(2.5)  # float WAV: nothing clipped
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "full scale" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("w = 3: 1 of 2 clips")
+    assert "(highest 2.50;" in warnings[0]
+
+
 def test_api_seed_determinism_and_bad_input(trained):
     from espnet2_clip.bin.clipsonic_inference import TextToAudio
 

@@ -64,6 +64,20 @@ def test_site_layout_media_and_escaping(page, tmp_path):
     assert (site / parsed.images[4]).read_bytes() == (tmp_path / "query.png").read_bytes()  # the query image
 
 
+def test_a_clip_above_full_scale_is_scaled_down_not_clipped(tmp_path):
+    loud = 5 * tone(440)  # peaks at 2.0, as a strongly guided generation can
+    page = DemoPage("loud", [DemoSection("Generation", [DemoExample("Prompt", rows=[DemoRow("w = 5", [
+        DemoClip("loud", loud, SR), DemoClip("fine", tone(440), SR)])])])], [])
+    site = tmp_path / "site"
+    text = write_site(page, site).read_text(encoding="utf-8")
+    parsed = parse_page(site)
+    written, _ = sf.read(site / parsed.audio[0])
+    assert np.abs(written).max() == pytest.approx(0.99, abs=1 / 2**15)
+    np.testing.assert_allclose(written, loud * 0.99 / 2.0, atol=1 / 2**15)  # the waveform's shape is kept
+    np.testing.assert_allclose(sf.read(site / parsed.audio[1])[0], tone(440), atol=1 / 2**15)  # within range: as given
+    assert text.count("scaled by") == 1 and "(scaled by -6.1 dB: it peaked above full scale)" in text
+
+
 def test_max_seconds_cuts_every_clip(page, tmp_path):
     write_site(page, tmp_path / "site", max_seconds=0.25)
     for src in parse_page(tmp_path / "site").audio:
