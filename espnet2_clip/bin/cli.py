@@ -31,7 +31,8 @@ import yaml
 
 from espnet2.utils.nested_dict_action import NestedDictAction
 
-from espnet2_clip.utils.audio_io import OUTPUT_SUBTYPES, check_input_file, check_output_path, one_line
+from espnet2_clip.utils.audio_io import (OUTPUT_SUBTYPES, check_input_file, check_output_path, one_line,
+                                         warn_if_above_full_scale)
 from espnet2_clip.utils.fileio import slug
 
 PROG = "espnet2-clip"
@@ -373,6 +374,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
                          seeds=[args.seed + i for i in range(args.num)], query_kinds=[kind] * args.num)
     with _all_or_nothing(paths) as tmps:
         for tmp, path, wave in zip(tmps, paths, waves):
+            warn_if_above_full_scale(wave, path, logger)
             sf.write(tmp, wave, t2a.sample_rate, subtype=OUTPUT_SUBTYPES[path.suffix.lower()],
                      format=path.suffix.lstrip(".").upper())
     for path in paths:

@@ -186,6 +186,19 @@ def open_outputs(paths, samplerate: int, channels: int) -> Iterator[list]:
         yield files
 
 
+def warn_if_above_full_scale(wave: np.ndarray, path: PathLike, logger: Optional[logging.Logger] = None) -> None:
+    """Say so when ``wave``, written to ``path``, peaks above full scale: float WAV keeps it whole (players
+    clip it), the integer and lossy formats clip it."""
+    peak = float(np.max(np.abs(wave), initial=0.0))
+    if peak <= 1.0:
+        return
+    subtype = output_subtype(path)
+    fate = ("kept whole in the float WAV, but players clip it" if subtype in ("FLOAT", "DOUBLE")
+            else f"clipped in {Path(path).suffix.lower()} ({subtype}); write .wav (float) to keep it whole")
+    (logger or logging.getLogger("espnet2_clip")).warning(
+        f"output '{path}' peaks at {peak:.2f}, above full scale: {fate}")
+
+
 def warn_if_silent(peak: float, source: PathLike, logger: Optional[logging.Logger] = None) -> None:
     """Say so when the input was all zeros (the outputs are silence then)."""
     if peak == 0.0:
