@@ -314,3 +314,44 @@ def test_stage_1_refuses_a_read_only_world_dir_before_any_work(tmp_path):
         assert "Read-only file system" in errors[0] or "Permission denied" in errors[0], errors[0]
         assert "Traceback" not in proc.stderr
     assert [p.name for p in locked.rglob("*")] == ["world"]  # nothing written
+
+
+RECIPE_SCRIPTS = sorted([REPO / "egs2" / "TEMPLATE" / "clipsep1" / "clipsep.sh",
+                         REPO / "egs2" / "TEMPLATE" / "clipsonic1" / "clipsonic.sh",
+                         *(REPO / "egs2").glob("*/*/run.sh"), *(REPO / "egs2").glob("*/*/local/data.sh")])
+
+
+def test_every_long_running_recipe_script_is_read_whole_before_it_runs():
+    """Bash reads a script as it runs it: an edit made while a stage runs would run (or garble) the rest of
+    that run. Each recipe script's body is one ``{ ... exit }`` block, which bash reads whole first."""
+    names = {p.relative_to(REPO).as_posix() for p in RECIPE_SCRIPTS}
+    assert {"egs2/TEMPLATE/clipsep1/clipsep.sh", "egs2/TEMPLATE/clipsonic1/clipsonic.sh",
+            "egs2/vggsound/clipsep1/run.sh", "egs2/vggsound/clipsep1/local/data.sh"} <= names
+    for path in RECIPE_SCRIPTS:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        body = [line for line in lines[1:] if not line.startswith("#")]
+        assert body[0].startswith("{ ") and body[-2:] == ["exit", "}"], path
+
+
+def test_editing_the_template_while_it_runs_does_not_change_the_run(tmp_path):
+    """Stage 1's local/data.sh overwrites the running clipsep.sh with blank lines and a failing command,
+    as an editor's save would, at the same size; the run goes on with what it read and finishes."""
+    import shutil
+
+    (tmp_path / "scripts").symlink_to(SCRIPTS)  # the template finds its helpers at ../scripts
+    recipe = tmp_path / "recipe"
+    (recipe / "local").mkdir(parents=True)
+    script = recipe / "clipsep.sh"
+    shutil.copy(REPO / "egs2" / "TEMPLATE" / "clipsep1" / "clipsep.sh", script)
+    data = recipe / "local" / "data.sh"
+    data.write_text("#!/usr/bin/env python3\nimport os\n"
+                    f"path, tail = {str(script)!r}, 'echo INJECTED; exit 7\\n'\n"
+                    "size = os.path.getsize(path)\n"
+                    "open(path, 'w').write('\\n' * (size - len(tail)) + tail)\n")
+    data.chmod(0o755)
+    proc = subprocess.run(["bash", str(script), "--stage", "1", "--stop_stage", "1", "--test_sets", "t:T"],
+                          cwd=recipe, capture_output=True, text=True)
+    assert script.read_text().endswith("echo INJECTED; exit 7\n")  # the edit happened mid-run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "INJECTED" not in proc.stdout + proc.stderr
+    assert "Successfully finished." in proc.stdout + proc.stderr

@@ -20,6 +20,7 @@
 #   12 upload the packed models to the Hugging Face Hub with their packed model card (only with --skip_upload_hf false)
 #   13 demo page ${exp_dir}/demo/index.html: --demo_examples mixtures per test set with their query, reference
 #      and every model's estimates (audio players, spectrograms; from the decodes, no model is run)
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 
 template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -348,3 +349,5 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ] && [ "${demo_examples}" -gt 0
         --output_dir "${exp_dir}/demo" > /dev/null
 fi
 log "Successfully finished."
+exit
+}

@@ -27,6 +27,7 @@
 #      its CLIP / prior / vocoder (loadable by TextToAudio.from_pretrained; `espnet2-clip info` prints the card)
 #   11 demo page ${exp_dir}/demo/index.html: --demo_examples prompts, each with the clips of every variant at
 #      --main_guidance (audio players, spectrograms; from the generations, no model is run)
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 
 template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -410,3 +411,5 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ] && [ "${demo_examples}" -gt 0
         --output_dir "${exp_dir}/demo" > /dev/null < /dev/null
 fi
 log "Successfully finished."
+exit
+}

@@ -9,6 +9,7 @@
 #   ./run.sh --sounds soundfont       # a world of recorded instruments, pictured and named (FluidSynth + a GM SoundFont:
 #                                     # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
 #   ./run.sh --world_dir DIR --stage 2   # your own world/data laid out like the bridge world
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 . ./path.sh
 
@@ -87,3 +88,5 @@ fi
     --score_backend fast \
     --results_title "CLIPSep on the bridge world (${name})" \
     "${args[@]}"
+exit
+}

@@ -14,6 +14,7 @@
 #                                # apt-get install libfluidsynth3 timgm6mb-soundfont; pip install 'espnet2_clip[recorded]')
 #   ./run.sh --world_dir DIR --data_stage 2   # your own world/data laid out like the bridge world
 #                                             # (stage 1 then skips the world generator)
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 . ./path.sh
 
@@ -76,3 +77,5 @@ esac
     "${setting_opts[@]}" \
     --results_title "CLIPSonic on the bridge world (${name})" \
     "${args[@]}"
+exit
+}

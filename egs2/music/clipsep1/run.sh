@@ -9,6 +9,7 @@
 #   ./run.sh --stage 7 --ngpu 4 --models "clipsep_nit"  # train one model on 4 GPUs
 #   ./run.sh --stage 8 --gpu_inference true            # separate (and embed queries) on the GPU
 #   ./run.sh --skip_upload_hf false --hf_repo user/clipsep_music --stage 12  # share on the Hub
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 . ./path.sh
 
@@ -29,3 +30,5 @@ for m in ${models}; do configs+=" conf/train_${m}.yaml"; done
     --results_title "CLIPSep trained on MUSIC, tested on MUSIC+ (not the paper's MUSIC+ column: its models are trained on VGGSound)" \
     --paper_results ../../vggsound/clipsep1/conf/paper_results.yaml \
     "${args[@]}"
+exit
+}

@@ -17,6 +17,7 @@
 # Metrics: FAD with VGGish (torchvggish's published weights, downloaded once into torch.hub's cache) and CLAP
 # score with laion/clap-htsat-unfused (transformers; Hugging Face cache) for every variant and guidance scale
 # (IQ's CLAP against its test item's label text); local copies work offline (TEMPLATE/clipsonic1/clipsonic.sh).
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 . ./path.sh
 
@@ -33,3 +34,5 @@ set -euo pipefail
     --eval_classifier false --fad_model vggish --clap_model laion/clap-htsat-unfused \
     --results_title "CLIPSonic recipe on VGGSound" \
     "${args[@]}"
+exit
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Stage 1 of the mini recipe: generate the bridge world (deterministic by seed).
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 . scripts/log.sh
 world_dir=world
@@ -25,3 +26,5 @@ opts+=(--sounds "${sounds}")
 log "generating the bridge world (${preset}, seed ${seed}, ${sounds} sounds, off-screen sounds: ${opts[*]}) in ${world_dir}"
 python3 -m espnet2_clip.bin.make_bridge_world --output_dir "${world_dir}" --seed "${seed}" --preset "${preset}" \
     "${opts[@]}" --nj "${nj}" --no_progress
+exit
+}

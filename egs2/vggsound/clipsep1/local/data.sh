@@ -9,6 +9,7 @@
 # download_report.json), test_av/ (test clips: 16 kHz wav + frames), pairs.csv, lists_report.json.
 # Every step can be rerun: finished downloads, extractions and lists are kept; files are written
 # atomically, so a killed run leaves no half-written output.
+{ # bash reads this whole block before running it: editing the file during a run cannot change that run
 set -euo pipefail
 . scripts/log.sh
 
@@ -118,3 +119,5 @@ for set in ${sets}; do
         log "${set}: $(wc -l < "${world_dir}/data/${set}/video.scp") videos -> ${world_dir}/data/${set}"
     fi
 done
+exit
+}
