@@ -148,11 +148,12 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         x0 = self.mel(speech).unsqueeze(1)
         cond, _ = self.drop_condition(self.condition(query), gen) if self.training else (self.condition(query), None)
         noise = torch.randn(x0.shape, generator=gen).to(x0.device)
-        t = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=gen).to(x0.device)
+        t_host = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=gen)
+        t = t_host.to(x0.device)
         xt = self._train_sched.add_noise(x0, noise, t)
         prediction = self.unet_runner(self.denoiser().unet, xt, t, cond)
         error = (prediction - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
-        loss = (self.loss_weight(t).to(error.device) * error).mean()
+        loss = (self.loss_weight(t_host).to(error.device) * error).mean()  # weights from the host's t: no wait
         return loss, {"loss": loss.detach()}, torch.tensor(x0.shape[0], device=loss.device)
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -164,10 +165,10 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         return x0
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
-        """(B,) per-step weights: 1, or min-SNR-γ expressed for the prediction type."""
+        """(B,) CPU steps -> (B,) CPU per-step weights: 1, or min-SNR-γ expressed for the prediction type."""
         if self.snr_gamma is None:
             return torch.ones(t.shape[0])
-        alpha_bar = self._train_sched.alphas_cumprod[t.cpu()].double()
+        alpha_bar = self._train_sched.alphas_cumprod[t].double()
         snr = alpha_bar / (1.0 - alpha_bar)
         clipped = snr.clamp(max=self.snr_gamma)
         weight = {"epsilon": clipped / snr, "v_prediction": clipped / (snr + 1.0), "sample": clipped}
