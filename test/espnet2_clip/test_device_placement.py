@@ -12,7 +12,8 @@ Not run on meta, for reasons of PyTorch's meta support or on purpose: ``torch.is
 values; replaced by a meta-shaped stand-in below), so Griffin-Lim too; LabelSep's query check, which reads the
 ids (a clear error for an out-of-range label rather than a device-side assert); CLIPSep-NIT with a warm-up
 (``warmup_steps > 0``, the mini recipe's CPU config), which reads its update count to know when the warm-up is
-over (the paper's configs have none).
+over (the paper's configs have none); ESPnet's code (the ``espnet_separator`` backbones, whose DPRNN pads with
+``.type(input.type())``, and ESPnet's TSE model), which is not ours to change.
 """
 
 import contextlib
