@@ -102,7 +102,7 @@ class ESPnetCLIPSepModel(AbsESPnetModel):
         queries = None if query is None or not self.head.needs_query else (query[first], query[second])
         loss, stats = self.head.loss(features, queries, targets, weight)
         stats["loss"] = loss.detach()
-        return loss, stats, torch.tensor(num_mix, device=loss.device)
+        return loss, stats, torch.full((), num_mix, device=loss.device)  # filled there: no copy from the host
 
     def _random_pairs(self, batch: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
         """Disjoint pairs of batch items (random in training, in order in evaluation, so the

@@ -94,7 +94,7 @@ class HiFiGANVocoderModel(AbsGANESPnetModel):
     ) -> Dict[str, Any]:
         """Generator (optim_idx 0) or discriminator (optim_idx 1) loss on (B, N) segments."""
         mel, y = self._mel_and_target(speech)
-        weight = torch.tensor(speech.shape[0], device=speech.device)
+        weight = torch.full((), speech.shape[0], device=speech.device)
         if forward_generator:
             y_hat = self.generator(mel)
             p_hat = self.discriminator(y_hat)
