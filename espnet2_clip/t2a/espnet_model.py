@@ -23,6 +23,7 @@ from espnet2_clip.t2a.diffusion import (
 from espnet2_clip.t2a.mel import MelFrontend
 from espnet2_clip.t2a.unet import DiffusionUNet
 from espnet2_clip.utils.backbone_runner import BackboneRunner
+from espnet2_clip.utils.device import to_device_async
 from espnet2_clip.utils.weight_average import WeightAverage
 
 
@@ -117,7 +118,7 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
 
         Returns the conditions and the (B,) boolean mask of dropped rows.
         """
-        drop = torch.rand(cond.shape[0], generator=generator).to(cond.device, non_blocking=True) < self.cond_drop_prob
+        drop = to_device_async(torch.rand(cond.shape[0], generator=generator), cond.device) < self.cond_drop_prob
         null = self.null_embedding.to(cond.dtype).expand_as(cond)
         return torch.where(drop[:, None], null, cond), drop
 
@@ -144,17 +145,17 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         if self.training and self.ema is not None:  # the weights of the previous optimiser step
             self.ema.update(self.denoiser())
         # the validation loss uses fixed noise/steps/drops so that it is comparable across epochs; they are drawn
-        # on the host (the same draws on every device) and copied without waiting for the device (non_blocking)
+        # on the host (the same draws on every device) and copied without waiting for the device
         gen = None if self.training else torch.Generator().manual_seed(0)
         x0 = self.mel(speech).unsqueeze(1)
         cond, _ = self.drop_condition(self.condition(query), gen) if self.training else (self.condition(query), None)
-        noise = torch.randn(x0.shape, generator=gen).to(x0.device, non_blocking=True)
+        noise = to_device_async(torch.randn(x0.shape, generator=gen), x0.device)
         t_host = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=gen)
-        t = t_host.to(x0.device, non_blocking=True)
+        t = to_device_async(t_host, x0.device)
         xt = self._train_sched.add_noise(x0, noise, t)
         prediction = self.unet_runner(self.denoiser().unet, xt, t, cond)
         error = (prediction - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
-        loss = (self.loss_weight(t_host).to(error.device, non_blocking=True) * error).mean()  # from the host's t
+        loss = (to_device_async(self.loss_weight(t_host), error.device) * error).mean()  # from the host's t
         return loss, {"loss": loss.detach()}, torch.full((), x0.shape[0], device=loss.device)
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -119,3 +119,12 @@ def test_separation_stays_on_the_device(tmp_path, name):
     outputs = 2 if name == "pit" else 1
     assert waves.device.type == masks.device.type == "meta"
     assert waves.shape == (2, outputs, 8000) and masks.shape[:3] == (2, outputs, 64)
+
+
+def test_host_tensors_reach_the_device_unchanged():
+    from espnet2_clip.utils.device import to_device_async
+
+    host = torch.arange(6.0).reshape(2, 3)
+    assert torch.equal(to_device_async(host, torch.device("cpu")), host)
+    moved = to_device_async(host, torch.device("meta"))
+    assert moved.device.type == "meta" and moved.shape == (2, 3) and moved.dtype == host.dtype
