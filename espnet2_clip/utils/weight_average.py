@@ -36,27 +36,18 @@ class WeightAverage(torch.nn.Module):
 
     def current_decay(self) -> float:
         """The decay the next update uses."""
-        return float(self._next_decay())
-
-    def _next_decay(self) -> torch.Tensor:
-        """The next update's decay as a float64 scalar on the count's device (no wait for the device)."""
-        n = self.num_updates.double()
-        return ((1.0 + n) / (10.0 + n)).clamp(max=self.decay)
+        n = int(self.num_updates)
+        return min(self.decay, (1.0 + n) / (10.0 + n))
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
-        """Move the average towards ``module``'s weights (same architecture as the averaged module).
-
-        The weight of the update stays on the device (a float weight would be read from there in every
-        training step); the result is the same as with the float: lerp by ``1 - decay`` rounded to the
-        parameters' dtype.
-        """
+        """Move the average towards ``module``'s weights (same architecture as the averaged module)."""
+        weight = 1.0 - self.current_decay()
         averaged = list(self.average.parameters())
         current = [p.detach() for p in module.parameters()]
         if len(averaged) != len(current):
             raise ValueError(f"the averaged module has {len(averaged)} parameters, the update {len(current)}")
-        weight = 1.0 - self._next_decay()
-        torch._foreach_lerp_(averaged, current, [weight.to(p.dtype) for p in averaged])
+        torch._foreach_lerp_(averaged, current, weight)
         for mine, theirs in zip(self.average.buffers(), module.buffers()):
             mine.copy_(theirs)
         self.num_updates += 1
