@@ -53,7 +53,6 @@ STEP_LINE = re.compile(r"^\[[^\]]*\] (?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{
                        r"\d+epoch:train:(?P<first>\d+)-(?P<last>\d+)batch: (?P<stats>.*)$")
 # ESPnet's reporter sometimes drops the ", " between two stats at --log_interval 1: "iter_time=0.011forward_time=0.163"
 STAT = re.compile(r"(?P<name>[a-z][a-z_0-9]*)=(?P<value>-?(?:\d+\.\d+(?:e[-+]\d+)?|\d+|nan|inf))")
-QUERY_SCP = {"image": "query_image.scp", "text": "query_image.scp"}  # text-trained models read embeddings too
 
 
 def trainer_steps(log_text: str) -> List[Dict]:
@@ -237,7 +236,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     if train_query not in ("image", "text", "none"):
         parser.error(f"--config {args.config}: train_query {train_query!r}; this benchmark feeds image, text "
                      "or no queries")
-    query_scp = QUERY_SCP.get(train_query)
+    query_scp = None if train_query == "none" else "query_image.scp"  # text-trained models read embeddings too
     with tempfile.TemporaryDirectory(prefix="train_feed_benchmark_") as tmp:
         work_dir = args.work_dir or Path(tmp)
         work_dir.mkdir(parents=True, exist_ok=True)

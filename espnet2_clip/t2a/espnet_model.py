@@ -155,7 +155,9 @@ class ESPnetCLIPSonicModel(AbsESPnetModel):
         xt = self._train_sched.add_noise(x0, noise, t)
         prediction = self.unet_runner(self.denoiser().unet, xt, t, cond)
         error = (prediction - self.training_target(x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
-        loss = (to_device_async(self.loss_weight(t_host), error.device) * error).mean()  # from the host's t
+        if self.snr_gamma is not None:  # weights from the host's t: no read back from the device
+            error = to_device_async(self.loss_weight(t_host), error.device) * error
+        loss = error.mean()
         return loss, {"loss": loss.detach()}, torch.full((), x0.shape[0], device=loss.device)
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
